@@ -1,0 +1,97 @@
+"""`ssl-jax`: parse the command line, load the config, call one library function.
+
+  ssl-jax pretrain [--config FILE[:variant]] [--workdir DIR] [--config.key=value ...] [--overwrite]
+  ssl-jax evaluate --workdir DIR [--protocol knn|linear ...] [--step N] [--config.key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+DEFAULT_WORKDIR = "runs/default"
+
+
+def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separates `--config.a.b=v` (or `--config.a.b v`) from the other arguments."""
+    rest, overrides = [], []
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            body = arg[len("--config.") :]
+            if "=" not in body:
+                if i + 1 >= len(argv):
+                    raise SystemExit(f"error: {arg} needs a value (--config.key=value).")
+                body = f"{body}={argv[i + 1]}"
+                i += 1
+            overrides.append(body)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssl-jax", description="Self-supervised pre-training and transfer in JAX."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("pretrain", help="pre-train a method, then evaluate it (kNN, linear probe)")
+    pre.add_argument("--config", default=None, help="FILE.py[:variant] (default: SimCLR, embedded data)")
+    pre.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"default: {DEFAULT_WORKDIR}")
+    pre.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a workdir holding another run"
+    )
+    ev = sub.add_parser("evaluate", help="evaluate a pre-trained encoder from its workdir")
+    ev.add_argument("--workdir", required=True)
+    ev.add_argument(
+        "--protocol", action="append", choices=("knn", "linear"), help="repeatable; default: both"
+    )
+    ev.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    rest, overrides = _split_overrides(argv)
+    args = _parser().parse_args(rest)
+
+    from ssl_jax import config_util
+
+    try:
+        if args.command == "pretrain":
+            from ssl_jax import train
+
+            config = config_util.load_config(args.config)
+            config_util.apply_overrides(config, overrides)
+            results = train.pretrain(config, args.workdir, overwrite=args.overwrite)
+        else:
+            from ssl_jax import evaluate
+
+            protocols = tuple(args.protocol or ("knn", "linear"))
+            results = evaluate.evaluate_workdir(
+                args.workdir, protocols, step=args.step, overrides=overrides
+            )
+    except (ValueError, KeyError, FileNotFoundError, TypeError, FloatingPointError) as e:
+        print(f"ssl-jax: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    print(summary(results))
+    return 0
+
+
+def summary(results: dict) -> str:
+    lines = []
+    for protocol in ("knn", "linear"):
+        if protocol in results:
+            r = results[protocol]
+            extra = {k: v for k, v in r.items() if k != "top1"}
+            lines.append(f"{protocol:>7} top-1 accuracy: {100 * r['top1']:.2f}%  {json.dumps(extra)}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Loading experiment configs: `FILE[:variant]` Python files with `get_config()`, and `--config.a.b=v`
+overrides, as in the flax examples and big_vision. Also the workdir's record of the config it was run with."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+# Keys that may change when a run resumes (the run is the same run, trained or logged longer).
+RESUMABLE_KEYS = (
+    "num_epochs",
+    "num_steps",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "eval_every_steps",
+    "keep_checkpoints",
+    "eval",
+)
+
+
+def load_config(spec: str | None) -> ml_collections.ConfigDict:
+    """`path/to/file.py[:variant]` -> that file's `get_config(variant)`; None -> the packaged default."""
+    if spec is None:
+        from ssl_jax import default_config
+
+        return default_config.get_config()
+    path, _, variant = spec.partition(":")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Config file {path!r} does not exist (expected FILE.py[:variant])."
+        )
+    module_spec = importlib.util.spec_from_file_location(f"ssl_jax_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"Config file {path!r} defines no get_config().")
+    return module.get_config(variant) if variant else module.get_config()
+
+
+def _parse_value(text: str, current: Any) -> Any:
+    if isinstance(current, str) or current is None and not _looks_literal(text):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    return value
+
+
+def _looks_literal(text: str) -> bool:
+    try:
+        ast.literal_eval(text)
+        return True
+    except (ValueError, SyntaxError):
+        return False
+
+
+def _valid_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in config.items():
+        keys.append(prefix + k)
+        if isinstance(v, ml_collections.ConfigDict):
+            keys.extend(_valid_keys(v, prefix + k + "."))
+    return keys
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """Applies `a.b=value` overrides in place; an unknown key is an error listing the valid ones."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"Override {item!r} must look like --config.{item}=VALUE.")
+        node = config
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                where = ".".join(parts[:i]) or "config"
+                valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+                raise KeyError(
+                    f"Unknown config key {key!r}: {where} has no field {part!r}. "
+                    f"Valid keys there: {', '.join(valid)}."
+                )
+            if i < len(parts) - 1:
+                node = node[part]
+        last = parts[-1]
+        value = _parse_value(text, node[last])
+        with node.unlocked() if hasattr(node, "unlocked") else _null():
+            node[last] = value
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def load_saved(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{workdir!r} holds no {CONFIG_FILE}: is it the workdir of an `ssl-jax pretrain` run?"
+        )
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_differences(saved: dict, new: dict) -> list[str]:
+    """Keys whose values differ between two config dicts, ignoring the resumable ones."""
+    a, b = _flatten(saved), _flatten(new)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key.split(".")[0] in RESUMABLE_KEYS:
+            continue
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+    return diffs

@@ -1,0 +1,70 @@
+"""The default run of `ssl-jax pretrain`: SimCLR with the small CNN on the Fashion-MNIST subset shipped
+inside the package, sized to finish on 2 CPU cores in a few minutes with no network and no download.
+
+Also the base that the configs/ files start from: every field a run reads exists here.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssl_jax.augment import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.method = "simclr"
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "embedded_fashion_mnist"
+    config.data.data_dir = ""  # for name in {"fashion_mnist", "image_folder", "tfds"}
+    config.data.path = ""  # for name == "npz"
+    config.data.tfds_name = ""  # for name == "tfds"
+    config.data.image_size = 28
+    config.data.channels = 1
+    config.data.num_classes = 10
+    config.data.mean = FASHION_MNIST_MEAN
+    config.data.std = FASHION_MNIST_STD
+
+    config.batch_size = 256
+    config.num_epochs = 20.0
+    config.num_steps = 0  # > 0 overrides num_epochs
+
+    config.model = ml_collections.ConfigDict()
+    config.model.encoder = "small_cnn"
+    config.model.encoder_kwargs = ml_collections.ConfigDict()
+    config.model.dtype = "bfloat16"  # activations; parameters and loss math stay float32
+    config.model.sync_batch_norm = True
+    config.model.projector = ml_collections.ConfigDict(
+        {"hidden_dim": 256, "output_dim": 64, "num_layers": 2, "use_bn": True, "last_bn": False}
+    )
+
+    config.simclr = ml_collections.ConfigDict({"temperature": 0.2})
+
+    # A ViewSpec preset plus field overrides (ssl_jax.augment.ViewSpec.from_config).
+    config.augment = ml_collections.ConfigDict({"preset": "simclr", "image_size": 28, "channels": 1})
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.name = "lars"
+    config.optim.learning_rate = 0.3  # base; scaled by lr_scaling
+    config.optim.lr_scaling = "linear"  # lr = base * batch / 256
+    config.optim.weight_decay = 1e-6
+    config.optim.momentum = 0.9
+    config.optim.warmup_epochs = 2.0
+    config.optim.end_lr = 0.0
+
+    config.log_every_steps = 20
+    config.eval_every_steps = 200  # kNN accuracy during training (0: only at the end)
+    config.checkpoint_every_steps = 200
+    config.keep_checkpoints = 2
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.protocols = ("knn", "linear")
+    config.eval.batch_size = 512
+    config.eval.knn_k = 20
+    config.eval.knn_temperature = 0.07
+    config.eval.linear_epochs = 30
+    config.eval.linear_batch_size = 256
+    config.eval.linear_learning_rate = 1e-2
+    return config

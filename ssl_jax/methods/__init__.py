@@ -1,0 +1,23 @@
+"""Method registry: config names -> `Method` classes. train.py looks methods up here by name."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssl_jax.methods.base import LossAux, Method, TrainState, Variables
+from ssl_jax.methods.simclr import SimCLR
+
+METHODS: dict[str, type[Method]] = {
+    "simclr": SimCLR,
+}
+
+
+def get_method(config: ml_collections.ConfigDict) -> Method:
+    """The method named by `config.method`, bound to `config`."""
+    name = config.method
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}.")
+    return METHODS[name](config)
+
+
+__all__ = ["METHODS", "LossAux", "Method", "TrainState", "Variables", "get_method"]

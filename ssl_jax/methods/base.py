@@ -1,0 +1,101 @@
+"""What a self-supervised method is to the training loop: the state pytree and the `Method` interface.
+
+The loop (ssl_jax.train) owns the mesh, the optimizer, the data and the checkpoints; a method owns its
+networks, its augmentations, its loss and any state besides the optimized parameters (EMA targets, a queue,
+a centre). Adding a method is one file implementing `Method` plus a loss in ssl_jax.losses; the loop never
+branches on a method's name.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import ml_collections
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree (checkpointed whole).
+
+    extra: state the method owns besides the optimized parameters: target/teacher parameters, a MoCo queue,
+    a DINO centre. Updated functionally by `Method.update_extra` after each optimizer step.
+    """
+
+    step: jax.Array
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+    rng: jax.Array
+    extra: PyTree
+
+
+class Variables(NamedTuple):
+    """A method's freshly initialized variables."""
+
+    params: PyTree
+    batch_stats: PyTree
+    extra: PyTree
+
+
+class LossAux(NamedTuple):
+    """What a method's per-device loss returns besides the loss.
+
+    batch_stats: the updated BatchNorm statistics (replicated: synchronized BN makes them equal on every
+      device, and the loop averages them anyway for methods with per-device statistics).
+    metrics: scalars for logging, averaged over devices by the loop.
+    extra_out: anything computed on device that `update_extra` needs (e.g. the gathered MoCo keys); it must be
+      identical on every device (gather it), since it leaves shard_map replicated.
+    """
+
+    batch_stats: PyTree
+    metrics: dict[str, jax.Array]
+    extra_out: PyTree = None
+
+
+class Method(abc.ABC):
+    """A self-supervised method: networks, augmentation and loss, bound to a config."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+
+    @abc.abstractmethod
+    def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
+        """Initializes the method's variables for uint8 inputs of `image_shape` ([H, W, C])."""
+
+    @abc.abstractmethod
+    def loss_fn(
+        self,
+        params: PyTree,
+        batch_stats: PyTree,
+        extra: PyTree,
+        batch: dict[str, jax.Array],
+        *,
+        rng: jax.Array,
+        step: jax.Array,
+        axis_name: str | None,
+    ) -> tuple[jax.Array, LossAux]:
+        """One device's share of the loss; runs inside `jax.shard_map` over `axis_name`.
+
+        batch: this device's rows: "image" uint8 [b, H, W, C], "example_ids" int32 [b] (global row indices,
+          to key per-example augmentation so results do not depend on the device count), maybe "label".
+        rng: the step's key, identical on every device. Returns the mean loss over the local rows; the loop
+        averages it over devices, so a loss that is already global (Barlow Twins) returns that value.
+        """
+
+    def update_extra(self, state: TrainState, extra_out: PyTree) -> PyTree:
+        """Updates `state.extra` after the optimizer step (global view, inside jit). Default: unchanged."""
+        del extra_out
+        return state.extra
+
+    @abc.abstractmethod
+    def encoder_variables(self, params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:
+        """The backbone's variables ({"params", "batch_stats"}) that transfer to downstream tasks."""
+
+    @abc.abstractmethod
+    def encode(self, encoder_variables: dict[str, PyTree], images: jax.Array) -> jax.Array:
+        """Backbone features [b, D] (float32) of uint8 images [b, H, W, C], no augmentation, eval mode."""

@@ -1,0 +1,95 @@
+"""The device mesh, shardings and collective helpers: the only module that knows the data axis name.
+
+Data parallelism is one jitted program over a `Mesh` with a single `"data"` axis spanning every device of
+every process; per-device code runs under `jax.shard_map` with that axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over `devices` (default: all devices of all processes) with the data axis.
+
+    Axis type Auto, so sharding propagation works outside shard_map as it always has.
+    """
+    devices = jax.devices() if devices is None else devices
+    try:
+        from jax.sharding import AxisType
+
+        return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+    except (ImportError, TypeError):  # older jax without axis types: Auto is the only behaviour
+        return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dimension split over the data axis."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def num_shards(mesh: Mesh) -> int:
+    return mesh.shape[DATA_AXIS]
+
+
+def check_batch_size(global_batch: int, mesh: Mesh) -> int:
+    """Returns the per-device batch; raises before anything compiles if it does not divide evenly."""
+    n = num_shards(mesh)
+    if global_batch <= 0 or global_batch % n:
+        raise ValueError(
+            f"The global batch size {global_batch} must be a positive multiple of the number of "
+            f"devices ({n}); try --config.batch_size={max(n, (global_batch // n) * n or n)}."
+        )
+    return global_batch // n
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+    """Host numpy arrays (this process's rows of the global batch) -> global arrays split on the data axis."""
+    sharding = data_sharded(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        if jax.process_count() == 1:
+            return jax.device_put(x, sharding)
+        return jax.make_array_from_process_local_data(sharding, x)
+
+    return jax.tree.map(put, batch)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    return jax.device_put(tree, replicated(mesh))
+
+
+def per_device(fn: Callable, mesh: Mesh, in_specs: Any, out_specs: Any) -> Callable:
+    """`jax.shard_map` over the data axis (the one place the per-device programming model is entered)."""
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+
+
+def axis_index(axis_name: str | None) -> jax.Array:
+    return jnp.int32(0) if axis_name is None else jax.lax.axis_index(axis_name)
+
+
+def all_gather(x: jax.Array, axis_name: str | None) -> jax.Array:
+    """Concatenate the per-device rows of `x` along axis 0 (identity without an axis)."""
+    return x if axis_name is None else jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
+
+
+def pmean(x: Any, axis_name: str | None) -> Any:
+    return x if axis_name is None else jax.lax.pmean(x, axis_name)
+
+
+def psum(x: Any, axis_name: str | None) -> Any:
+    return x if axis_name is None else jax.lax.psum(x, axis_name)

@@ -1,0 +1,270 @@
+"""The generic pre-training loop: one jitted, state-donating step over the data mesh, whatever the method.
+
+`train_step(state, batch) -> (state, metrics)` is pure: the method's loss runs per device under
+`jax.shard_map` (sharded negatives, synchronized BatchNorm), its gradient is taken from outside the shard_map
+(so JAX inserts the cross-device reduction itself), and the optimizer and target updates run on the
+replicated state. The host ships uint8 images and global example indices only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from ssl_jax import checkpoint, config_util, data, optim, parallel, reporting
+from ssl_jax.methods import LossAux, Method, TrainState, get_method
+
+# What the host sends to the devices each step; labels stay on the host unless a method asks for them.
+STEP_KEYS = ("image", "example_ids")
+
+
+def create_train_state(
+    method: Method, tx: optax.GradientTransformation, rng: jax.Array, image_shape: tuple[int, ...]
+) -> TrainState:
+    init_rng, state_rng = jax.random.split(rng)
+    variables = method.init(init_rng, image_shape)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables.params,
+        batch_stats=variables.batch_stats,
+        opt_state=tx.init(variables.params),
+        rng=state_rng,
+        extra=variables.extra,
+    )
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    method: Method,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    mesh: jax.sharding.Mesh,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on a global batch sharded over the data axis."""
+    axis = parallel.DATA_AXIS
+
+    def device_loss(params, batch_stats, extra, batch, rng, step):
+        loss, aux = method.loss_fn(
+            params, batch_stats, extra, batch, rng=rng, step=step, axis_name=axis
+        )
+        # Averaging is a no-op for values already equal on every device (synchronized BN statistics).
+        aux = LossAux(
+            parallel.pmean(aux.batch_stats, axis), parallel.pmean(aux.metrics, axis), aux.extra_out
+        )
+        return parallel.pmean(loss, axis), aux
+
+    sharded_loss = parallel.per_device(
+        device_loss,
+        mesh,
+        in_specs=(P(), P(), P(), P(axis), P(), P()),
+        out_specs=(P(), P()),
+    )
+    # Same key on every device; per-example randomness comes from folding in the global example index.
+    rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(sharded_loss, has_aux=True)
+    (loss, aux), grads = grad_fn(
+        state.params, state.batch_stats, state.extra, batch, rng, state.step
+    )
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=aux.batch_stats,
+        opt_state=opt_state,
+    )
+    new_state = new_state.replace(extra=method.update_extra(new_state, aux.extra_out))
+    metrics = {
+        "loss": loss,
+        "learning_rate": schedule(state.step),
+        "grad_norm": optax.global_norm(grads),
+        **aux.metrics,
+    }
+    return new_state, metrics
+
+
+def make_train_step(method, tx, schedule, mesh):
+    """The jitted step: state replicated and donated, batch split over the data axis."""
+    step = functools.partial(train_step, method=method, tx=tx, schedule=schedule, mesh=mesh)
+    replicated = parallel.replicated(mesh)
+    return jax.jit(
+        step,
+        in_shardings=(replicated, parallel.data_sharded(mesh)),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+
+
+def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
+    """(steps per epoch, total steps): config.num_steps when > 0, else num_epochs of the train split."""
+    steps_per_epoch = num_examples // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"The training split has {num_examples} examples, fewer than one batch of {config.batch_size}."
+        )
+    if config.get("num_steps", 0):
+        return steps_per_epoch, int(config.num_steps)
+    return steps_per_epoch, int(round(config.num_epochs * steps_per_epoch))
+
+
+def optimizer_config(config, steps_per_epoch: int) -> ml_collections.ConfigDict:
+    """config.optim with the batch size and warm-up in steps filled in."""
+    cfg = ml_collections.ConfigDict(config.optim.to_dict())
+    cfg.batch_size = config.batch_size
+    if "warmup_epochs" in cfg:
+        cfg.warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+        del cfg["warmup_epochs"]
+    return cfg
+
+
+def check_source(source: Any, config: ml_collections.ConfigDict) -> None:
+    """The data must match what the config's model was built for (channel count)."""
+    channels = config.data.channels
+    if source.image_shape[-1] != channels:
+        raise ValueError(
+            f"Dataset {source.name!r} has images of shape {tuple(source.image_shape)} "
+            f"({source.image_shape[-1]} channels) but config.data.channels is {channels}; "
+            f"set --config.data.channels={source.image_shape[-1]}."
+        )
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -> None:
+    """Records the config; refuses a workdir that holds another run's config unless told to overwrite."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, config_util.CONFIG_FILE)
+    new = config_util.to_dict(config)
+    if os.path.isfile(path) and not overwrite:
+        with open(path) as f:
+            diffs = config_util.config_differences(json.load(f), new)
+        if diffs:
+            raise ValueError(
+                f"{workdir!r} holds another run (its config differs: {'; '.join(diffs[:8])}). "
+                "Use another --workdir, or pass --overwrite to start this run there afresh."
+            )
+    if overwrite:
+        import shutil
+
+        shutil.rmtree(checkpoint.checkpoint_dir(workdir), ignore_errors=True)
+        for name in (reporting.METRICS_FILE, "eval.json"):
+            if os.path.exists(os.path.join(workdir, name)):
+                os.remove(os.path.join(workdir, name))
+    if jax.process_index() == 0:
+        with open(path, "w") as f:
+            json.dump(new, f, indent=2, sort_keys=True)
+
+
+def pretrain(
+    config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Pre-trains `config.method` into `workdir` (resuming from its latest checkpoint), then evaluates.
+
+    Returns the final evaluation results (also written to WORKDIR/eval.json).
+    """
+    from ssl_jax import (
+        evaluate,  # evaluation imports the method registry too; keep the import local
+    )
+
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    method = get_method(config)
+    train_source = data.get_source(config.data, "train")
+    check_source(train_source, config)
+    steps_per_epoch, num_steps = total_steps(config, len(train_source))
+    tx, schedule = optim.make_optimizer(optimizer_config(config, steps_per_epoch), num_steps)
+    prepare_workdir(workdir, config, overwrite=overwrite)
+    is_main = jax.process_index() == 0
+
+    state = create_train_state(
+        method, tx, jax.random.PRNGKey(config.seed), tuple(train_source.image_shape)
+    )
+    state = parallel.replicate(state, mesh)
+    ckpt = checkpoint.Checkpointer(
+        workdir, max_to_keep=config.get("keep_checkpoints", 2), async_save=True
+    )
+    start = ckpt.latest_step() or 0
+    if start:
+        state, position = ckpt.restore(start, state)
+        start = int(position["step"])
+        if is_main:
+            reporting.truncate_metrics(workdir, start)
+            print(f"Resuming from the checkpoint at step {start} in {workdir}.", flush=True)
+
+    writer = reporting.MetricsWriter(workdir, enabled=is_main)
+    loader = data.BatchLoader(
+        train_source,
+        config.batch_size,
+        seed=config.seed,
+        start_step=start,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    step_fn = make_train_step(method, tx, schedule, mesh)
+    progress = reporting.Progress(
+        total=num_steps, initial=start, images_per_step=config.batch_size, enabled=is_main
+    )
+    log_every = max(1, config.log_every_steps)
+    eval_every = config.get("eval_every_steps", 0)
+    ckpt_every = config.checkpoint_every_steps
+    window_start, window_step = time.perf_counter(), start
+    try:
+        for step in range(start, num_steps):
+            batch = next(loader)
+            batch = parallel.shard_batch({k: batch[k] for k in STEP_KEYS}, mesh)
+            state, metrics = step_fn(state, batch)
+            done = step + 1
+            if done % log_every == 0 or done == num_steps:
+                metrics = jax.device_get(metrics)
+                check_finite(metrics, done)
+                now = time.perf_counter()
+                rate = (done - window_step) / max(now - window_start, 1e-9)
+                window_start, window_step = now, done
+                metrics["steps_per_sec"] = rate
+                metrics["images_per_sec"] = rate * config.batch_size
+                writer.write(done, metrics)
+                progress.update(done, float(metrics["loss"]))
+            else:
+                progress.update(done)
+            if eval_every and done % eval_every == 0 and done != num_steps:
+                encoder = method.encoder_variables(state.params, state.batch_stats)
+                result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
+                writer.write(done, {"knn_top1": result["knn"]["top1"]})
+                window_start = time.perf_counter()
+            if done % ckpt_every == 0 or done == num_steps:
+                encoder = method.encoder_variables(state.params, state.batch_stats)
+                ckpt.save(done, state, {"step": done, "seed": config.seed}, encoder)
+    finally:
+        progress.close()
+        loader.close()
+        ckpt.close()
+
+    protocols = tuple(config.eval.protocols)
+    encoder = method.encoder_variables(state.params, state.batch_stats)
+    results = evaluate.evaluate_encoder(config, method, encoder, protocols, mesh=mesh)
+    results["step"] = num_steps
+    if is_main:
+        final = {f"{p}_top1": results[p]["top1"] for p in protocols if "top1" in results[p]}
+        writer.write(num_steps, final)
+        evaluate.write_results(workdir, results)
+        reporting.plot_curves(workdir)
+    writer.close()
+    return results
+
+
+def check_finite(metrics: dict[str, Any], step: int) -> None:
+    """Stops the run when the loss or gradient norm is NaN or Inf, naming the step and the quantity."""
+    for key in ("loss", "grad_norm"):
+        if key in metrics and not np.isfinite(metrics[key]):
+            raise FloatingPointError(
+                f"{key} is {float(metrics[key])} at step {step}; the last good checkpoint is kept."
+            )
