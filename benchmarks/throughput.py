@@ -42,8 +42,12 @@ class Case:
 
 # As in the issues: "batch 1024 images" is 512 examples x 2 views; images/s counts views.
 CASES = {
-    "simclr_r18_cifar": Case("simclr_r18_cifar", "simclr", "resnet18", "cifar", 32, 1024, (2048, 128), 0.0),
-    "simclr_r50_224": Case("simclr_r50_224", "simclr", "resnet50", "imagenet", 224, 256, (2048, 128), 0.5),
+    "simclr_r18_cifar": Case(
+        "simclr_r18_cifar", "simclr", "resnet18", "cifar", 32, 1024, (2048, 128), 0.0
+    ),
+    "simclr_r50_224": Case(
+        "simclr_r50_224", "simclr", "resnet50", "imagenet", 224, 256, (2048, 128), 0.5
+    ),
 }
 
 
@@ -71,7 +75,7 @@ def run_case(case: Case, *, images: int, steps: int, warmup: int, mesh) -> dict:
     batch = images // 2  # examples per step; each gives two views
     config = make_config(case, batch)
     method = get_method(config)
-    opt_cfg = train.optimizer_config(config, steps_per_epoch=100)
+    opt_cfg = train.optimizer_config(config, 100, 10_000)
     tx, schedule = optim.make_optimizer(opt_cfg, 10_000)
     image_shape = (case.image_size, case.image_size, 3)
     state = train.create_train_state(method, tx, jax.random.PRNGKey(0), image_shape)
@@ -79,9 +83,7 @@ def run_case(case: Case, *, images: int, steps: int, warmup: int, mesh) -> dict:
     step_fn = train.make_train_step(method, tx, schedule, mesh)
     rng = np.random.default_rng(0)
     # A few distinct host batches, rotated, so no step reuses device buffers of the previous one.
-    host = [
-        rng.integers(0, 256, size=(batch, *image_shape), dtype=np.uint8) for _ in range(3)
-    ]
+    host = [rng.integers(0, 256, size=(batch, *image_shape), dtype=np.uint8) for _ in range(3)]
 
     def batch_at(i):
         ids = np.arange(i * batch, (i + 1) * batch, dtype=np.int32)
@@ -175,8 +177,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-scale", type=float, default=1.0, help="scale every case's batch")
-    parser.add_argument("--batch", type=int, default=0, help="override every case's images per step")
-    parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results", "throughput.md"))
+    parser.add_argument(
+        "--batch", type=int, default=0, help="override every case's images per step"
+    )
+    parser.add_argument(
+        "--output", default=os.path.join(ROOT, "benchmarks", "results", "throughput.md")
+    )
     parser.add_argument("--min-images-per-s", type=float, default=0.0, help="fail below this rate")
     args = parser.parse_args(argv)
     mesh = parallel.make_mesh()

@@ -31,6 +31,7 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
 
     config.model.encoder = "resnet18"
     config.model.encoder_kwargs = {"stem": "cifar"}
+    config.model.dtype = "bfloat16"
     config.model.projector.hidden_dim = 2048
     config.model.projector.output_dim = 256
     config.simclr.temperature = 0.2
@@ -59,9 +60,8 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
     config.checkpoint_every_steps = 195 * 10
 
     if variant == "smoke":
-        config.model.encoder_kwargs = {"stem": "cifar", "width_multiplier": 1}
         config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16)}
+        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
         config.model.projector.hidden_dim = 32
         config.model.projector.output_dim = 16
         config.batch_size = 16

@@ -21,6 +21,7 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
 
     config.model.encoder = "resnet18"
     config.model.encoder_kwargs = {"stem": "cifar"}
+    config.model.dtype = "bfloat16"
     config.model.projector.hidden_dim = 2048
     config.model.projector.output_dim = 128
     config.simclr.temperature = 0.2
@@ -36,12 +37,14 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
 
     if variant == "small_cnn":
         config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {}
+        config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
+        config.model.dtype = "float32"
         config.model.projector.hidden_dim = 256
         config.model.projector.output_dim = 64
     elif variant == "smoke":
         config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16)}
+        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
+        config.model.dtype = "float32"
         config.model.projector.hidden_dim = 32
         config.model.projector.output_dim = 16
         config.batch_size = 16

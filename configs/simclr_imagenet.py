@@ -31,6 +31,7 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
 
     config.model.encoder = "resnet50"
     config.model.encoder_kwargs = {"stem": "imagenet"}
+    config.model.dtype = "bfloat16"
     config.model.projector.hidden_dim = 2048
     config.model.projector.output_dim = 128
     config.simclr.temperature = 0.1

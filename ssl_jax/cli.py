@@ -1,7 +1,7 @@
 """`ssl-jax`: parse the command line, load the config, call one library function.
 
-  ssl-jax pretrain [--config FILE[:variant]] [--workdir DIR] [--config.key=value ...] [--overwrite]
-  ssl-jax evaluate --workdir DIR [--protocol knn|linear ...] [--step N] [--config.key=value ...]
+ssl-jax pretrain [--config FILE[:variant]] [--workdir DIR] [--config.key=value ...] [--overwrite]
+ssl-jax evaluate --workdir DIR [--protocol knn|linear ...] [--step N] [--config.key=value ...]
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="ssl-jax", description="Self-supervised pre-training and transfer in JAX."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    pre = sub.add_parser("pretrain", help="pre-train a method, then evaluate it (kNN, linear probe)")
-    pre.add_argument("--config", default=None, help="FILE.py[:variant] (default: SimCLR, embedded data)")
+    pre = sub.add_parser(
+        "pretrain", help="pre-train a method, then evaluate it (kNN, linear probe)"
+    )
+    pre.add_argument(
+        "--config", default=None, help="FILE.py[:variant] (default: SimCLR, embedded data)"
+    )
     pre.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"default: {DEFAULT_WORKDIR}")
     pre.add_argument(
         "--overwrite", action="store_true", help="start afresh in a workdir holding another run"
@@ -89,7 +93,9 @@ def summary(results: dict) -> str:
         if protocol in results:
             r = results[protocol]
             extra = {k: v for k, v in r.items() if k != "top1"}
-            lines.append(f"{protocol:>7} top-1 accuracy: {100 * r['top1']:.2f}%  {json.dumps(extra)}")
+            lines.append(
+                f"{protocol:>7} top-1 accuracy: {100 * r['top1']:.2f}%  {json.dumps(extra)}"
+            )
     return "\n".join(lines)
 
 

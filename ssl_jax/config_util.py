@@ -45,7 +45,10 @@ def load_config(spec: str | None) -> ml_collections.ConfigDict:
 
 
 def _parse_value(text: str, current: Any) -> Any:
+    """The override's text as the type of the field it replaces (strings may be quoted or bare)."""
     if isinstance(current, str) or current is None and not _looks_literal(text):
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            return text[1:-1]
         return text
     try:
         value = ast.literal_eval(text)

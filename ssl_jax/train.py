@@ -118,13 +118,18 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> tuple[i
     return steps_per_epoch, int(round(config.num_epochs * steps_per_epoch))
 
 
-def optimizer_config(config, steps_per_epoch: int) -> ml_collections.ConfigDict:
-    """config.optim with the batch size and warm-up in steps filled in."""
+def optimizer_config(config, steps_per_epoch: int, num_steps: int) -> ml_collections.ConfigDict:
+    """config.optim with the batch size and warm-up in steps filled in.
+
+    A warm-up longer than the run (a short `num_steps` override of an epoch-based recipe) is cut to
+    leave at least one decaying step.
+    """
     cfg = ml_collections.ConfigDict(config.optim.to_dict())
     cfg.batch_size = config.batch_size
     if "warmup_epochs" in cfg:
         cfg.warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
         del cfg["warmup_epochs"]
+    cfg.warmup_steps = min(int(cfg.get("warmup_steps", 0)), max(0, num_steps - 1))
     return cfg
 
 
@@ -165,11 +170,16 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
 
 
 def pretrain(
-    config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+    stop_at_step: int | None = None,
 ) -> dict[str, Any]:
     """Pre-trains `config.method` into `workdir` (resuming from its latest checkpoint), then evaluates.
 
-    Returns the final evaluation results (also written to WORKDIR/eval.json).
+    stop_at_step: leave after checkpointing this step, as a preempted job would (no evaluation); the
+      next call resumes. Returns the final evaluation results (also written to WORKDIR/eval.json).
     """
     from ssl_jax import (
         evaluate,  # evaluation imports the method registry too; keep the import local
@@ -181,7 +191,9 @@ def pretrain(
     train_source = data.get_source(config.data, "train")
     check_source(train_source, config)
     steps_per_epoch, num_steps = total_steps(config, len(train_source))
-    tx, schedule = optim.make_optimizer(optimizer_config(config, steps_per_epoch), num_steps)
+    tx, schedule = optim.make_optimizer(
+        optimizer_config(config, steps_per_epoch, num_steps), num_steps
+    )
     prepare_workdir(workdir, config, overwrite=overwrite)
     is_main = jax.process_index() == 0
 
@@ -240,13 +252,19 @@ def pretrain(
                 result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
                 writer.write(done, {"knn_top1": result["knn"]["top1"]})
                 window_start = time.perf_counter()
-            if done % ckpt_every == 0 or done == num_steps:
+            stopping = done == stop_at_step
+            if done % ckpt_every == 0 or done == num_steps or stopping:
                 encoder = method.encoder_variables(state.params, state.batch_stats)
                 ckpt.save(done, state, {"step": done, "seed": config.seed}, encoder)
+            if stopping:
+                break
     finally:
         progress.close()
         loader.close()
         ckpt.close()
+    if stop_at_step is not None and stop_at_step < num_steps:
+        writer.close()
+        return {"step": stop_at_step, "stopped": True}
 
     protocols = tuple(config.eval.protocols)
     encoder = method.encoder_variables(state.params, state.batch_stats)

@@ -88,6 +88,19 @@ def test_load_idx_rejects_bad_files(tmp_path):
         load_idx(str(tmp_path / "magic"))
 
 
+def test_fashion_mnist_reads_raw_files(tmp_path):
+    images = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images, 0x08))
+    with pytest.raises(
+        DatasetNotFoundError, match=r"file t10k-labels-idx1-ubyte\(\.gz\) not found"
+    ):
+        fashion_mnist(str(tmp_path), "test")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([9, 0, 9], np.uint8), 8))
+    source = fashion_mnist(str(tmp_path), "test")
+    np.testing.assert_array_equal(source.get(np.array([1]))["image"][0, ..., 0], images[1])
+    assert source.labels.tolist() == [9, 0, 9] and source.num_classes == 10
+
+
 def test_real_fashion_mnist(shared_data_dir):
     directory = os.path.join(shared_data_dir, "fashion-mnist")
     with gzip.open(os.path.join(directory, "t10k-images-idx3-ubyte.gz")) as f:

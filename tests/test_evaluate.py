@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import evaluate, parallel
+from ssl_jax import parallel
+from ssl_jax import probes as evaluate
 
 # ----------------------------------------------------------------------------------------------------
 # References written from the definitions, in float64 with plain loops.

@@ -1,21 +1,10 @@
 """Jittable, per-example-random augmentations run on the accelerator inside the jitted train step.
 
 `image` owns the geometric ops, the per-view pipeline (`ViewSpec`, `augment_batch`) and the eval
-transform; `color` owns the photometric ops. Text noising will live beside them.
+transform; `photometric` owns the pixel-value ops (colour, blur, solarize). Text noising will live
+beside them.
 """
 
-from ssl_jax.augment.color import (
-    adjust_brightness,
-    adjust_contrast,
-    adjust_hue,
-    adjust_saturation,
-    color_jitter,
-    hsv_to_rgb,
-    random_grayscale,
-    rgb_to_grayscale,
-    rgb_to_hsv,
-    solarize,
-)
 from ssl_jax.augment.image import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -27,12 +16,24 @@ from ssl_jax.augment.image import (
     augment_batch,
     augment_image,
     blur_kernel_size,
-    gaussian_blur,
     horizontal_flip,
     normalize,
     preprocess_eval,
     random_resized_crop,
     sample_crop_box,
+)
+from ssl_jax.augment.photometric import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    color_jitter,
+    gaussian_blur,
+    hsv_to_rgb,
+    random_grayscale,
+    rgb_to_grayscale,
+    rgb_to_hsv,
+    solarize,
 )
 
 __all__ = [

@@ -1,13 +1,15 @@
 """SimCLR/BYOL image augmentation, run per example on the accelerator inside the jitted train step.
 
-The host ships uint8 batches [B, H, W, C]; `augment_batch` turns them into one normalized float32 view,
-seeding example i with `fold_in(rng, example_ids[i])` so that an example's view depends only on the step
-rng and its global index, never on the device or batch position it lands on. `ViewSpec` is the static,
-hashable description of one view's pipeline; `preprocess_eval` is the deterministic eval transform.
+The host ships uint8 batches [B, H, W, C]; `augment_batch` turns one into a normalized float32 view,
+seeding example i with `fold_in(rng, example_ids[i])`, so an example's view depends only on the step
+rng and its global index, never on the device or batch position it lands on. This module owns the
+geometric ops (crop, flip), `ViewSpec` (the static, hashable description of one view's pipeline),
+the pipeline itself, and `preprocess_eval`, the deterministic eval transform.
 """
 
 import dataclasses
 import inspect
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +17,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.augment.color import color_jitter, random_grayscale, solarize
+from ssl_jax.augment.photometric import (
+    BLUR_DRAWS,
+    COIN_DRAWS,
+    JITTER_DRAWS,
+    color_jitter_from_uniforms,
+    draw_uniforms,
+    gaussian_blur_from_uniforms,
+    grayscale_from_uniforms,
+    solarize_from_uniforms,
+)
 
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
@@ -26,30 +37,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # RandomResizedCrop draws this many candidate boxes before falling back to the central crop.
 _CROP_TRIES = 10
+CROP_DRAWS = 2 * _CROP_TRIES + 2  # area and log-ratio per try, then top and left
 
 
-def sample_crop_box(
-    key: jax.Array,
+def crop_box_from_uniforms(
+    u: jax.Array,
     height: int,
     width: int,
     *,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """torchvision's `RandomResizedCrop.get_params`: returns int32 scalars (top, left, h, w).
-
-    The 10 tries are drawn at once and the first valid box wins; when none is valid the central crop,
-    clamped to `ratio`, is used, exactly as torchvision does.
-    """
-    k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
+    """`sample_crop_box` driven by CROP_DRAWS uniforms `u` instead of a key."""
     area = height * width
-    target_area = area * jax.random.uniform(
-        k_area, (_CROP_TRIES,), minval=scale[0], maxval=scale[1]
-    )
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    aspect = jnp.exp(
-        jax.random.uniform(k_ratio, (_CROP_TRIES,), minval=log_ratio[0], maxval=log_ratio[1])
-    )
+    target_area = area * (scale[0] + (scale[1] - scale[0]) * u[:_CROP_TRIES])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = jnp.exp(log_lo + (log_hi - log_lo) * u[_CROP_TRIES : 2 * _CROP_TRIES])
     ws = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
     hs = jnp.round(jnp.sqrt(target_area / aspect)).astype(jnp.int32)
     valid = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
@@ -67,12 +70,51 @@ def sample_crop_box(
     any_valid = valid[first]
     h = jnp.where(any_valid, hs[first], fb_h)
     w = jnp.where(any_valid, ws[first], fb_w)
-    # randint(0, height - h + 1) as a floor of a uniform, clamped against the u -> 1 edge.
-    top_rand = jnp.floor(jax.random.uniform(k_top) * (height - h + 1)).astype(jnp.int32)
-    left_rand = jnp.floor(jax.random.uniform(k_left) * (width - w + 1)).astype(jnp.int32)
+    # randint(0, height - h + 1) as the floor of a scaled uniform (u < 1, so it stays in range).
+    top_rand = jnp.floor(u[2 * _CROP_TRIES] * (height - h + 1)).astype(jnp.int32)
+    left_rand = jnp.floor(u[2 * _CROP_TRIES + 1] * (width - w + 1)).astype(jnp.int32)
     top = jnp.where(any_valid, jnp.minimum(top_rand, height - h), (height - fb_h) // 2)
     left = jnp.where(any_valid, jnp.minimum(left_rand, width - w), (width - fb_w) // 2)
     return top, left, h, w
+
+
+def sample_crop_box(
+    key: jax.Array,
+    height: int,
+    width: int,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """torchvision's `RandomResizedCrop.get_params`: returns int32 scalars (top, left, h, w).
+
+    The area fraction is uniform in `scale`, the aspect ratio log-uniform in `ratio`; the 10 tries
+    are drawn at once and the first valid box wins; when none is valid the central crop, clamped to
+    `ratio`, is used, exactly as torchvision does.
+    """
+    u = draw_uniforms(key, CROP_DRAWS)
+    return crop_box_from_uniforms(u, height, width, scale=scale, ratio=ratio)
+
+
+def random_resized_crop_from_uniforms(
+    u: jax.Array,
+    image: jax.Array,
+    *,
+    out_size: tuple[int, int],
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> jax.Array:
+    """`random_resized_crop` driven by CROP_DRAWS uniforms `u` instead of a key."""
+    height, width, channels = image.shape
+    top, left, h, w = crop_box_from_uniforms(u, height, width, scale=scale, ratio=ratio)
+    out_h, out_w = out_size
+    # scale_and_translate maps input coordinate x to output coordinate x * s + t (pixel edges at
+    # integers), so the box [top, top + h) lands on [0, out_h) with s = out_h / h and t = -top * s.
+    s = jnp.stack([out_h / h, out_w / w]).astype(jnp.float32)
+    t = -jnp.stack([top, left]).astype(jnp.float32) * s
+    return jax.image.scale_and_translate(
+        image, (out_h, out_w, channels), (0, 1), s, t, method="linear", antialias=True
+    )
 
 
 def random_resized_crop(
@@ -85,55 +127,22 @@ def random_resized_crop(
 ) -> jax.Array:
     """torchvision's RandomResizedCrop on one image [H, W, C] -> [out_h, out_w, C].
 
-    Crop and antialiased bilinear resize are one `scale_and_translate` resampling, so the crop box can
+    Crop and antialiased bilinear resize are one `scale_and_translate` resampling, so the box can
     be traced. Unlike crop-then-resize, the filter may read a pixel or two beyond the box's edge
     (inside the image), which is immaterial for augmentation.
     """
-    height, width, channels = image.shape
-    top, left, h, w = sample_crop_box(key, height, width, scale=scale, ratio=ratio)
-    out_h, out_w = out_size
-    # scale_and_translate maps input coordinate u to output coordinate u * s + t (pixel edges at
-    # integers), so the box [top, top + h) lands on [0, out_h) with s = out_h / h and t = -top * s.
-    s = jnp.stack([out_h / h, out_w / w]).astype(jnp.float32)
-    t = -jnp.stack([top, left]).astype(jnp.float32) * s
-    return jax.image.scale_and_translate(
-        image, (out_h, out_w, channels), (0, 1), s, t, method="linear", antialias=True
-    )
+    u = draw_uniforms(key, CROP_DRAWS)
+    return random_resized_crop_from_uniforms(u, image, out_size=out_size, scale=scale, ratio=ratio)
+
+
+def flip_from_uniforms(u: jax.Array, image: jax.Array, *, p: float = 0.5) -> jax.Array:
+    """`horizontal_flip` driven by one uniform `u[0]`."""
+    return jnp.where(u[0] < p, image[:, ::-1], image)
 
 
 def horizontal_flip(key: jax.Array, image: jax.Array, *, p: float = 0.5) -> jax.Array:
     """With probability p, mirrors the image [H, W, C] left to right."""
-    return jnp.where(jax.random.bernoulli(key, p), image[:, ::-1], image)
-
-
-def gaussian_blur(
-    key: jax.Array,
-    image: jax.Array,
-    *,
-    p: float,
-    sigma: tuple[float, float] = (0.1, 2.0),
-    kernel_size: int,
-) -> jax.Array:
-    """With probability p, a separable Gaussian blur with sigma ~ U(sigma), reflect padding.
-
-    `kernel_size` is static and odd (SimCLR uses ~10% of the image side); the taps are an unrolled
-    sum of shifted slices, which XLA fuses into one pass per axis.
-    """
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size}")
-    if kernel_size == 1 or p <= 0:
-        return image
-    k_apply, k_sigma = jax.random.split(key)
-    height, width, _ = image.shape
-    radius = kernel_size // 2
-    std = jax.random.uniform(k_sigma, minval=sigma[0], maxval=sigma[1])
-    offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-    taps = jnp.exp(-0.5 * jnp.square(offsets / std))
-    taps = taps / jnp.sum(taps)
-    padded = jnp.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
-    rows = sum(taps[i] * padded[i : i + height] for i in range(kernel_size))
-    blurred = sum(taps[i] * rows[:, i : i + width] for i in range(kernel_size))
-    return jnp.where(jax.random.bernoulli(k_apply, p), blurred, image)
+    return flip_from_uniforms(draw_uniforms(key, COIN_DRAWS), image, p=p)
 
 
 def blur_kernel_size(image_size: int) -> int:
@@ -142,7 +151,7 @@ def blur_kernel_size(image_size: int) -> int:
 
 
 def _default_stats(image_size: int, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Normalization stats by image kind: Fashion-MNIST for 1 channel, CIFAR-10 up to 32px, else ImageNet."""
+    """Mean/std by image kind: Fashion-MNIST for 1 channel, CIFAR-10 up to 32px, else ImageNet."""
     if channels == 1:
         return FASHION_MNIST_MEAN, FASHION_MNIST_STD
     if image_size <= 32:
@@ -152,10 +161,10 @@ def _default_stats(image_size: int, channels: int) -> tuple[tuple[float, ...], t
 
 @dataclasses.dataclass(frozen=True)
 class ViewSpec:
-    """One view's pipeline: crop -> flip -> colour jitter -> grayscale -> blur -> solarize -> normalize.
+    """One view's pipeline: crop, flip, colour jitter, grayscale, blur, solarize, normalize.
 
-    Frozen and hashable, so it can be a static argument of `jax.jit`. Ops with probability 0 are left
-    out of the traced program. `blur_kernel_size=None` means 10% of `crop_size` (see `blur_kernel_size`).
+    Frozen and hashable, so it can be a static argument of `jax.jit`. Ops with probability 0 are
+    left out of the traced program. `blur_kernel_size=None` means ~10% of `crop_size`.
     """
 
     crop_size: int
@@ -233,7 +242,8 @@ class ViewSpec:
         std: tuple[float, ...] | None = None,
     ) -> "ViewSpec":
         """BYOL's asymmetric pair (Grill et al. 2020, Table 6): view 0 always blurs and never
-        solarizes, view 1 blurs with p = 0.1 and solarizes with p = 0.2; jitter 0.4/0.4/0.2/0.1 p = 0.8.
+        solarizes, view 1 blurs with p = 0.1 and solarizes with p = 0.2; both jitter brightness,
+        contrast, saturation, hue = 0.4, 0.4, 0.2, 0.1 with p = 0.8 and gray with p = 0.2.
         """
         if view not in (0, 1):
             raise ValueError(f"BYOL has views 0 and 1, got {view}")
@@ -254,9 +264,9 @@ class ViewSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "ViewSpec":
-        """Builds a spec from a ConfigDict or dict: `preset` names a preset ("simclr", "byol", or
-        None for the bare defaults), keys matching the preset's arguments (image_size, channels, view,
-        ...) are passed to it, and every other key overrides the field of that name.
+        """Builds a spec from a ConfigDict or dict. `preset` names a preset ("simclr", "byol", or
+        None for the bare defaults); keys naming the preset's arguments (image_size, channels,
+        view, ...) are passed to it, and every other key overrides the field of that name.
         """
         fields = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
         preset = fields.pop("preset", None)
@@ -272,12 +282,34 @@ class ViewSpec:
         return dataclasses.replace(factory(**args), **fields)
 
 
+# How many uniforms each op takes from an example's single draw, in order. The slots are fixed, so
+# switching one op off does not change another's randomness.
+_PIPELINE_DRAWS = {
+    "crop": CROP_DRAWS,
+    "flip": COIN_DRAWS,
+    "jitter": JITTER_DRAWS,
+    "gray": COIN_DRAWS,
+    "blur": BLUR_DRAWS,
+    "solarize": COIN_DRAWS,
+}
+_PIPELINE_SLOTS = {
+    name: slice(end - n, end)
+    for (name, n), end in zip(
+        _PIPELINE_DRAWS.items(), itertools.accumulate(_PIPELINE_DRAWS.values()), strict=True
+    )
+}
+
+
 def augment_image(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array:
-    """Applies `spec`'s random ops to one float image [H, W, C] in [0, 1] -> [s, s, C] in [0, 1]."""
-    # A fixed split, so one op's randomness does not change when another op is switched off.
-    k_crop, k_flip, k_jitter, k_gray, k_blur, k_solar = jax.random.split(key, 6)
-    x = random_resized_crop(
-        k_crop,
+    """Applies `spec`'s random ops to one float image [H, W, C] in [0, 1] -> [s, s, C] in [0, 1].
+
+    All of the example's randomness comes from one `draw_uniforms(key, ...)`, so the pipeline's
+    streams differ from calling the keyed ops one by one, but the distributions are the same.
+    """
+    u_all = draw_uniforms(key, sum(_PIPELINE_DRAWS.values()))
+    u = {name: u_all[slot] for name, slot in _PIPELINE_SLOTS.items()}
+    x = random_resized_crop_from_uniforms(
+        u["crop"],
         image,
         out_size=(spec.crop_size, spec.crop_size),
         scale=spec.crop_scale,
@@ -286,10 +318,10 @@ def augment_image(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array
     # Resampling can overshoot [0, 1] by rounding; the photometric ops assume the unit range.
     x = jnp.clip(x, 0.0, 1.0)
     if spec.flip_prob > 0:
-        x = horizontal_flip(k_flip, x, p=spec.flip_prob)
+        x = flip_from_uniforms(u["flip"], x, p=spec.flip_prob)
     if spec.jitter_prob > 0:
-        x = color_jitter(
-            k_jitter,
+        x = color_jitter_from_uniforms(
+            u["jitter"],
             x,
             brightness=spec.brightness,
             contrast=spec.contrast,
@@ -298,13 +330,15 @@ def augment_image(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array
             p=spec.jitter_prob,
         )
     if spec.grayscale_prob > 0:
-        x = random_grayscale(k_gray, x, p=spec.grayscale_prob)
+        x = grayscale_from_uniforms(u["gray"], x, p=spec.grayscale_prob)
     if spec.blur_prob > 0:
-        x = gaussian_blur(
-            k_blur, x, p=spec.blur_prob, sigma=spec.blur_sigma, kernel_size=spec.kernel_size
+        x = gaussian_blur_from_uniforms(
+            u["blur"], x, p=spec.blur_prob, sigma=spec.blur_sigma, kernel_size=spec.kernel_size
         )
     if spec.solarize_prob > 0:
-        x = solarize(k_solar, x, p=spec.solarize_prob, threshold=spec.solarize_threshold)
+        x = solarize_from_uniforms(
+            u["solarize"], x, p=spec.solarize_prob, threshold=spec.solarize_threshold
+        )
     return x
 
 
@@ -327,8 +361,8 @@ def augment_batch(
 ) -> jax.Array:
     """One augmented, normalized view of a uint8 batch [B, H, W, C] -> float32 [B, s, s, C].
 
-    Example i uses key fold_in(rng, example_ids[i]), so its view depends only on (rng, global index).
-    Make two views with two rngs, e.g. fold_in(rng, 0) and fold_in(rng, 1).
+    Example i uses the key fold_in(rng, example_ids[i]), so its view depends only on rng and its
+    global index. Make two views with two rngs, e.g. fold_in(rng, 0) and fold_in(rng, 1).
     """
     images = _to_unit_float(images_uint8)
     if example_ids.shape != images.shape[:1] or not jnp.issubdtype(example_ids.dtype, jnp.integer):

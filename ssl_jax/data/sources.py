@@ -181,10 +181,10 @@ _FASHION_FILES = {
 }
 
 
-def _fashion_mnist_hint(directory: str | None) -> str:
+def _fashion_mnist_hint(directory: str | None, missing: str = "IDX files") -> str:
     names = ", ".join(f"{stem}.gz" for pair in _FASHION_FILES.values() for stem in pair)
     return (
-        f"Fashion-MNIST IDX files not found in {directory!r}. Install them with "
+        f"Fashion-MNIST {missing} not found in {directory!r}. Install the four files with "
         "`apt-get install dataset-fashion-mnist` (they land in /usr/share/datasets/fashion-mnist) "
         f"or download {names} from https://github.com/zalandoresearch/fashion-mnist (data/fashion), "
         f"then set --config.data.data_dir=DIR. {_EMBEDDED_HINT}"
@@ -196,7 +196,7 @@ def _find_idx(directory: str, stem: str) -> str:
         path = os.path.join(directory, stem + suffix)
         if os.path.exists(path):
             return path
-    raise DatasetNotFoundError(_fashion_mnist_hint(directory))
+    raise DatasetNotFoundError(_fashion_mnist_hint(directory, f"file {stem}(.gz)"))
 
 
 def fashion_mnist(directory: str, split: str) -> ArraySource:

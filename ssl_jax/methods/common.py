@@ -60,7 +60,9 @@ class EncoderWithHead(nn.Module):
 
 def view_spec(config: ml_collections.ConfigDict, **overrides: Any) -> augment.ViewSpec:
     """config.augment as a ViewSpec, normalized with config.data's statistics unless it sets its own."""
-    fields = dict(config.augment.to_dict() if hasattr(config.augment, "to_dict") else config.augment)
+    fields = dict(
+        config.augment.to_dict() if hasattr(config.augment, "to_dict") else config.augment
+    )
     fields.setdefault("mean", tuple(config.data.mean))
     fields.setdefault("std", tuple(config.data.std))
     fields.update(overrides)

@@ -1,0 +1,210 @@
+"""The pre-training engine: 1-vs-8-device equality of a SimCLR step, one compilation, exact resume,
+every config's smoke variant end to end, the CLI's outputs, and each bad input's clear error."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from ssl_jax import cli, config_util, data, optim, parallel, reporting, train
+from ssl_jax.methods import SimCLR, get_method
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
+
+
+def tiny_config(**changes) -> ml_collections.ConfigDict:
+    config = config_util.load_config(f"{CONFIGS}/simclr_fashion_mnist.py:smoke")
+    config.data.name = "embedded_fashion_mnist"
+    config.eval.batch_size = 1024
+    for key, value in changes.items():
+        config_util.apply_overrides(config, [f"{key}={value}"])
+    return config
+
+
+def _state_and_step(config, mesh, method=None):
+    method = method or get_method(config)
+    tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, 100), 100)
+    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), (28, 28, 1))
+    return parallel.replicate(state, mesh), train.make_train_step(method, tx, schedule, mesh)
+
+
+def _batch(mesh, step=0, n=16):
+    source = data.get_source(ml_collections.ConfigDict({"name": "embedded_fashion_mnist"}), "train")
+    loader = data.BatchLoader(source, n, seed=0, start_step=step)
+    batch = next(loader)
+    loader.close()
+    return parallel.shard_batch({k: batch[k] for k in train.STEP_KEYS}, mesh)
+
+
+def test_step_is_identical_on_one_and_eight_devices(n_devices):
+    config = tiny_config(**{"model.dtype": "'float32'"})
+    results = {}
+    for n in (1, 8):
+        mesh = parallel.make_mesh(jax.devices()[:n])
+        state, step_fn = _state_and_step(config, mesh)
+        for i in range(2):  # two steps: the second sees updated BN statistics and momentum
+            state, metrics = step_fn(state, _batch(mesh, step=i))
+        results[n] = jax.device_get((state, metrics))
+    (s1, m1), (s8, m8) = results[1], results[8]
+    np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m1["grad_norm"], m8["grad_norm"], rtol=1e-4)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s1.params, s8.params
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        s1.batch_stats,
+        s8.batch_stats,
+    )
+    assert int(s8.step) == 2
+
+
+def test_step_compiles_once_and_learns(n_devices):
+    traces = []
+
+    class CountingSimCLR(SimCLR):
+        def loss_fn(self, *args, **kwargs):
+            traces.append(1)
+            return super().loss_fn(*args, **kwargs)
+
+    config = tiny_config()
+    mesh = parallel.make_mesh()
+    state, step_fn = _state_and_step(config, mesh, CountingSimCLR(config))
+    losses = []
+    for i in range(4):
+        state, metrics = step_fn(state, _batch(mesh, step=i))
+        losses.append(float(metrics["loss"]))
+    assert len(traces) == 1, f"the step was traced {len(traces)} times"
+    assert all(np.isfinite(losses))
+    assert int(jax.device_get(state.step)) == 4
+
+
+def test_state_is_donated(n_devices):
+    config = tiny_config()
+    mesh = parallel.make_mesh()
+    state, step_fn = _state_and_step(config, mesh)
+    leaf = jax.tree.leaves(state.params)[0]
+    step_fn(state, _batch(mesh))
+    assert leaf.is_deleted(), "the old state's buffers should be donated to the new state"
+
+
+def _losses(workdir):
+    return {r["step"]: r["loss"] for r in reporting.read_metrics(workdir) if "loss" in r}
+
+
+def test_killed_and_resumed_run_gives_the_same_losses(tmp_path, n_devices):
+    config = tiny_config(num_steps=6, checkpoint_every_steps=3, log_every_steps=1)
+    config.eval.protocols = ("knn",)
+    straight = tmp_path / "straight"
+    full = train.pretrain(config, str(straight))
+    resumed = tmp_path / "resumed"
+    stopped = train.pretrain(config, str(resumed), stop_at_step=4)
+    assert stopped["stopped"] and stopped["step"] == 4
+    # The run "died" after step 4's checkpoint; steps 5-6 are redone from it.
+    again = train.pretrain(config, str(resumed))
+    a, b = _losses(straight), _losses(resumed)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert a == b, (a, b)
+    assert full["knn"] == again["knn"]
+
+
+def _write_rgb_npz(path, size, n_train=48, n_test=16):
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        train_images=rng.integers(0, 256, (n_train, size, size, 3), dtype=np.uint8),
+        train_labels=rng.integers(0, 10, n_train).astype(np.int32),
+        test_images=rng.integers(0, 256, (n_test, size, size, 3), dtype=np.uint8),
+        test_labels=rng.integers(0, 10, n_test).astype(np.int32),
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "config_name", ["simclr_fashion_mnist", "simclr_cifar10", "simclr_imagenet"]
+)
+def test_smoke_variant_of_every_config(config_name, tmp_path, shared_data_dir, capsys):
+    overrides = []
+    if config_name == "simclr_fashion_mnist":
+        overrides = [f"--config.data.data_dir={shared_data_dir}/fashion-mnist"]
+    else:
+        size = 32 if config_name == "simclr_cifar10" else 64
+        npz = _write_rgb_npz(tmp_path / "rgb.npz", size)
+        overrides = ["--config.data.name=npz", f"--config.data.path={npz}"]
+    workdir = str(tmp_path / "run")
+    argv = ["pretrain", "--config", f"{CONFIGS}/{config_name}.py:smoke", "--workdir", workdir]
+    assert cli.main(argv + overrides) == 0
+    out = capsys.readouterr().out
+    assert "knn top-1 accuracy" in out and "linear top-1 accuracy" in out
+    results = json.load(open(os.path.join(workdir, "eval.json")))
+    assert 0.0 <= results["knn"]["top1"] <= 1.0 and 0.0 <= results["linear"]["top1"] <= 1.0
+
+
+def test_cli_outputs_and_evaluate(tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    argv = [
+        "pretrain",
+        "--workdir",
+        workdir,
+        "--config.num_steps=8",
+        "--config.batch_size=32",
+        "--config.log_every_steps=2",
+        "--config.eval_every_steps=4",
+        "--config.checkpoint_every_steps=4",
+        "--config.model.encoder_kwargs={'widths': (8, 16), 'strides': (2, 2)}",
+        "--config.eval.linear_epochs=2",
+    ]
+    assert cli.main(argv) == 0
+    records = reporting.read_metrics(workdir)
+    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6, 8]
+    assert all(
+        {"step", "loss", "images_per_sec", "embedding_std"} <= set(r)
+        for r in records
+        if "loss" in r
+    )
+    assert any("knn_top1" in r and r["step"] == 4 for r in records)
+    assert os.path.getsize(os.path.join(workdir, "curves.png")) > 1000
+    assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    assert json.load(open(os.path.join(workdir, "config.json")))["method"] == "simclr"
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--workdir", workdir, "--protocol", "knn"]) == 0
+    assert "knn top-1 accuracy" in capsys.readouterr().out
+    assert json.load(open(os.path.join(workdir, "eval.json")))["step"] == 8
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.method=simclr2"], "Unknown method 'simclr2'; valid methods: simclr"),
+        (["--config.optim.nme=lars"], "Unknown config key 'optim.nme'"),
+        (["--config.batch_size=12"], "multiple of the number of devices"),
+        (
+            ["--config.data.name=fashion_mnist", "--config.data.data_dir=/nonexistent"],
+            "dataset-fashion-mnist",
+        ),
+        (["--config.data.channels=3"], "config.data.channels is 3"),
+        (["--config.data.name=imagenet_folder"], "valid"),
+        (["--config", "configs/simclr_cifar10.py:tiny"], "Unknown variant 'tiny'"),
+        (["--config", "configs/nope.py"], "does not exist"),
+    ],
+)
+def test_bad_input_is_a_clear_error(args, message, tmp_path, capsys, n_devices, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["pretrain", "--workdir", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_workdir_holding_another_run_is_refused(tmp_path, capsys):
+    config = tiny_config(num_steps=2)
+    config.eval.protocols = ("knn",)
+    train.pretrain(config, str(tmp_path))
+    assert (
+        cli.main(["pretrain", "--workdir", str(tmp_path), "--config.simclr.temperature=0.7"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "holds another run" in err and "--overwrite" in err
+    assert os.path.isdir(os.path.join(tmp_path, "checkpoints"))  # nothing lost
