@@ -16,10 +16,12 @@ Variant `:smoke`: the same pipeline on a few tiny steps (tests point it at a sma
 
 from __future__ import annotations
 
+import ml_collections
+
 from ssl_jax import augment, default_config
 
 
-def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = default_config.get_config()
     config.data.name = "tfds"
     config.data.tfds_name = "cifar10"
@@ -70,6 +72,7 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
         config.eval_every_steps = 0
         config.checkpoint_every_steps = 2
         config.eval.linear_epochs = 2
+        config.eval.max_train_examples = 2000
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
     return config

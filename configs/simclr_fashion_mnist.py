@@ -11,10 +11,12 @@ Variants: `:smoke` (a few steps of a small encoder, for tests), `:small_cnn` (th
 
 from __future__ import annotations
 
+import ml_collections
+
 from ssl_jax import default_config
 
 
-def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = default_config.get_config()
     config.data.name = "fashion_mnist"
     config.data.data_dir = "/usr/share/datasets/fashion-mnist"
@@ -53,6 +55,7 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
         config.eval_every_steps = 0
         config.checkpoint_every_steps = 2
         config.eval.linear_epochs = 2
+        config.eval.max_train_examples = 2000
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; valid: small_cnn, smoke.")
     return config

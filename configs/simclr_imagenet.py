@@ -16,10 +16,12 @@ Variant `:smoke`: the ImageNet pipeline (blur, ImageNet stem) on a few tiny step
 
 from __future__ import annotations
 
+import ml_collections
+
 from ssl_jax import augment, default_config
 
 
-def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = default_config.get_config()
     config.data.name = "tfds"
     config.data.tfds_name = "imagenet2012"
@@ -61,8 +63,8 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
     if variant == "ep100":
         config.num_epochs = 100.0
     elif variant == "smoke":
-        config.data.image_size = 64
-        config.augment.image_size = 64
+        config.data.image_size = 48
+        config.augment.image_size = 48
         config.model.encoder = "resnet18"
         config.model.projector.hidden_dim = 32
         config.model.projector.output_dim = 16
@@ -72,6 +74,7 @@ def get_config(variant: str = "") -> "ml_collections.ConfigDict":  # noqa: F821
         config.checkpoint_every_steps = 2
         config.eval.batch_size = 16
         config.eval.linear_epochs = 2
+        config.eval.max_train_examples = 2000
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; valid: ep100, smoke.")
     return config

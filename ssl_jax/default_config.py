@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.protocols = ("knn", "linear")
     config.eval.batch_size = 512
+    config.eval.max_train_examples = 0  # > 0: fit kNN / probe on a fixed random N
     config.eval.knn_k = 20
     config.eval.knn_temperature = 0.07
     config.eval.linear_epochs = 30

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from ssl_jax import parallel
 from ssl_jax.probes import accuracy, extract_features, knn_accuracy, knn_predict, linear_probe
@@ -57,6 +58,9 @@ def evaluate_encoder(
     features = {}
     for split in ("train", "test"):
         source = data.get_source(config.data, split)
+        limit = eval_cfg.get("max_train_examples", 0)
+        if split == "train" and 0 < limit < len(source):
+            source = data.ArraySource(**_subset(source, limit, seed=config.seed))
         features[split] = extract_features(
             method.encode,
             encoder_variables,
@@ -76,6 +80,17 @@ def evaluate_encoder(
             eval_cfg, train_x, train_y, test_x, test_y, num_classes, config.seed
         )
     return results
+
+
+def _subset(source: Any, n: int, *, seed: int) -> dict[str, Any]:
+    """A fixed random subset of n rows (not the first n: some sources are sorted by class)."""
+    rows = source.get(np.sort(np.random.default_rng(seed).choice(len(source), n, replace=False)))
+    return {
+        "images": rows["image"],
+        "labels": rows["label"],
+        "num_classes": source.num_classes,
+        "name": f"{source.name}[{n} of {len(source)}]",
+    }
 
 
 def _run_knn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):

@@ -19,7 +19,9 @@ NO_DECAY_NAMES = ("bias", "scale")
 
 LR_SCALING_RULES: dict[str, Callable[[float, int], float]] = {
     "linear": lambda base_lr, batch_size: base_lr * batch_size / 256,  # SimCLR / BYOL with LARS
-    "sqrt": lambda base_lr, batch_size: base_lr * math.sqrt(batch_size),  # SimCLR's small-batch rule
+    "sqrt": lambda base_lr, batch_size: (
+        base_lr * math.sqrt(batch_size)
+    ),  # SimCLR's small-batch rule
     "none": lambda base_lr, batch_size: base_lr,
 }
 
@@ -96,7 +98,9 @@ def _sgd(cfg: Any, lr: optax.Schedule, mask: Callable[[Any], Any]) -> optax.Grad
     )
 
 
-def _adamw(cfg: Any, lr: optax.Schedule, mask: Callable[[Any], Any]) -> optax.GradientTransformation:
+def _adamw(
+    cfg: Any, lr: optax.Schedule, mask: Callable[[Any], Any]
+) -> optax.GradientTransformation:
     return optax.adamw(
         lr,
         b1=_get(cfg, "b1", 0.9),
@@ -111,7 +115,9 @@ def _lamb(cfg: Any, lr: optax.Schedule, mask: Callable[[Any], Any]) -> optax.Gra
     # optax.lamb masks only the decay; BERT's LAMB also exempts biases and norms from layer adaptation
     # (exclude_from_layer_adaptation), so the chain is spelled out with the trust ratio masked too.
     return optax.chain(
-        optax.scale_by_adam(b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999), eps=_get(cfg, "eps", 1e-6)),
+        optax.scale_by_adam(
+            b1=_get(cfg, "b1", 0.9), b2=_get(cfg, "b2", 0.999), eps=_get(cfg, "eps", 1e-6)
+        ),
         optax.add_decayed_weights(_get(cfg, "weight_decay", 0.0), mask=mask),
         optax.masked(optax.scale_by_trust_ratio(), mask),
         optax.scale_by_learning_rate(lr),

@@ -425,4 +425,3 @@ def extract_features(
         raise ValueError("extract_features got no batches.")
     collect(*pending)
     return np.concatenate(features), np.concatenate(labels)
-

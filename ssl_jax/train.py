@@ -31,16 +31,22 @@ STEP_KEYS = ("image", "example_ids")
 def create_train_state(
     method: Method, tx: optax.GradientTransformation, rng: jax.Array, image_shape: tuple[int, ...]
 ) -> TrainState:
-    init_rng, state_rng = jax.random.split(rng)
-    variables = method.init(init_rng, image_shape)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=variables.params,
-        batch_stats=variables.batch_stats,
-        opt_state=tx.init(variables.params),
-        rng=state_rng,
-        extra=variables.extra,
-    )
+    """The initial state, built by one compiled program (eager Flax init compiles op by op)."""
+
+    @jax.jit
+    def init(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        variables = method.init(init_rng, image_shape)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=variables.params,
+            batch_stats=variables.batch_stats,
+            opt_state=tx.init(variables.params),
+            rng=state_rng,
+            extra=variables.extra,
+        )
+
+    return init(rng)
 
 
 def train_step(
@@ -88,10 +94,14 @@ def train_step(
     metrics = {
         "loss": loss,
         "learning_rate": schedule(state.step),
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": _global_norm(grads),
         **aux.metrics,
     }
     return new_state, metrics
+
+
+# optax.tree.norm replaced optax.global_norm (deprecated); keep working with either optax.
+_global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
 
 
 def make_train_step(method, tx, schedule, mesh):
@@ -268,8 +278,9 @@ def pretrain(
 
     protocols = tuple(config.eval.protocols)
     encoder = method.encoder_variables(state.params, state.batch_stats)
-    results = evaluate.evaluate_encoder(config, method, encoder, protocols, mesh=mesh)
-    results["step"] = num_steps
+    results = {"step": num_steps}
+    if protocols:
+        results.update(evaluate.evaluate_encoder(config, method, encoder, protocols, mesh=mesh))
     if is_main:
         final = {f"{p}_top1": results[p]["top1"] for p in protocols if "top1" in results[p]}
         writer.write(num_steps, final)

@@ -57,7 +57,9 @@ def test_small_temperature_is_finite():
 def test_gradients_numerically():
     z1, z2 = _views(n=4, d=5, seed=3)
     f = lambda a, b: nt_xent(a, b, temperature=0.5).sum()  # noqa: E731
-    check_grads(f, (z1.astype(np.float64), z2.astype(np.float64)), order=1, modes=["rev"], atol=1e-2)
+    check_grads(
+        f, (z1.astype(np.float64), z2.astype(np.float64)), order=1, modes=["rev"], atol=1e-2
+    )
 
 
 def test_identical_views_far_apart_give_low_loss():

@@ -64,6 +64,11 @@ def _numpy_variables(shapes, seed=0):
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def _normal(*shape, seed=0, dtype=np.float32):
+    # NumPy inputs: each new shape of jax.random.normal would cost a threefry compile on CPU.
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
 def _init(model, x):
     # XLA:CPU takes ~0.3 s or more to compile each threefry draw; the "rbg" generator compiles in a
     # fraction of that, and these tests only need some random initial values.
@@ -96,11 +101,11 @@ def test_cifar_stem_only_changes_the_first_conv():
 @pytest.mark.parametrize("stem, size", [("cifar", 32), ("imagenet", 64)])
 def test_resnet18_forward_shapes_and_dtype(stem, size):
     model = get_encoder("resnet18", stem=stem)
-    x = jax.random.normal(jax.random.key(1), (2, size, size, 3))
+    x = _normal(2, size, size, 3, seed=1)
     variables = _numpy_variables(_init_shapes(model, x.shape))
-    feats, updates = jax.jit(
-        functools.partial(model.apply, train=True, mutable=["batch_stats"])
-    )(variables, x)
+    feats, updates = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))(
+        variables, x
+    )
     assert feats.shape == (2, 512) and feats.dtype == jnp.float32
     assert np.all(np.isfinite(feats)) and np.all(np.asarray(feats) >= 0)  # pooled ReLU outputs
     # Training mode moved the running statistics away from their (0, 1) initial values.
@@ -171,7 +176,7 @@ def test_bf16_activations_fp32_params(name):
 )
 def test_zero_init_residual_makes_block_identity(block, channels):
     # Block inputs follow a ReLU, hence non-negative; relu(x + 0) == x exactly for those.
-    x = jax.nn.relu(jax.random.normal(jax.random.key(0), (4, 6, 6, channels)))
+    x = np.maximum(_normal(4, 6, 6, channels), 0.0)
     model = block.clone(zero_init_residual=True)
     variables = _init(model, x)
 
@@ -211,7 +216,7 @@ def test_conv_init_is_he_fan_out():
 @pytest.mark.parametrize("size", [28, 32])
 def test_small_cnn_forward(size):
     model = get_encoder("small_cnn")
-    x = jax.random.normal(jax.random.key(0), (4, size, size, 1))
+    x = _normal(4, size, size, 1)
     variables = _init(model, x)
     apply = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
     feats, _ = apply(variables, x)
@@ -232,9 +237,9 @@ def test_small_cnn_rejects_mismatched_strides():
 
 def test_sync_batchnorm_under_shard_map_matches_global_batch(n_devices):
     mesh = parallel.make_mesh()
-    x = jax.random.normal(jax.random.key(0), (2 * n_devices, 16, 16, 3)) * 2.0 + 0.5
+    x = _normal(2 * n_devices, 16, 16, 3) * 2.0 + 0.5
     # Rows differ in distribution per device, so per-device statistics would visibly differ.
-    x = x + jnp.arange(2 * n_devices, dtype=jnp.float32)[:, None, None, None]
+    x = x + np.arange(2 * n_devices, dtype=np.float32)[:, None, None, None]
     local = SmallConvNet(widths=(8, 16), strides=(2, 2))
     synced = local.clone(bn_axis_name=parallel.DATA_AXIS)
     variables = _init(local, x[:2])
@@ -280,7 +285,7 @@ def test_registry():
 
 
 def test_mlp_head_shapes_and_structure():
-    x = jax.random.normal(jax.random.key(0), (4, 32))
+    x = _normal(4, 32)
     head = MLPHead(hidden_dim=16, output_dim=8)
     variables = _init_shapes(head, x.shape)
     out, _ = _apply_shapes(head, variables, x.shape)
@@ -294,7 +299,7 @@ def test_mlp_head_shapes_and_structure():
 
 
 def test_mlp_head_last_bn_bf16():
-    x = jax.random.normal(jax.random.key(0), (4, 32))
+    x = _normal(4, 32)
     head = MLPHead(hidden_dim=16, output_dim=8, num_layers=3, last_bn=True, dtype=jnp.bfloat16)
     v = _init(head, x)
     assert set(v["params"]) == {"dense0", "bn0", "dense1", "bn1", "dense2"}  # bn2 has no params
@@ -306,7 +311,7 @@ def test_mlp_head_last_bn_bf16():
 
 
 def test_linear_head():
-    x = jax.random.normal(jax.random.key(0), (4, 32), dtype=jnp.bfloat16)
+    x = _normal(4, 32, dtype=jnp.bfloat16)
     head = LinearHead(num_classes=10)
     key = jax.random.key(1, impl="rbg")
     logits = jax.jit(lambda x: head.apply(head.init(key, x), x))(x)

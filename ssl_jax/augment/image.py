@@ -112,9 +112,11 @@ def random_resized_crop_from_uniforms(
     # integers), so the box [top, top + h) lands on [0, out_h) with s = out_h / h and t = -top * s.
     s = jnp.stack([out_h / h, out_w / w]).astype(jnp.float32)
     t = -jnp.stack([top, left]).astype(jnp.float32) * s
-    return jax.image.scale_and_translate(
+    resized = jax.image.scale_and_translate(
         image, (out_h, out_w, channels), (0, 1), s, t, method="linear", antialias=True
     )
+    # The normalized filter weights can overshoot [0, 1] by a rounding error.
+    return jnp.clip(resized, 0.0, 1.0)
 
 
 def random_resized_crop(
@@ -315,8 +317,6 @@ def augment_image(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array
         scale=spec.crop_scale,
         ratio=spec.crop_ratio,
     )
-    # Resampling can overshoot [0, 1] by rounding; the photometric ops assume the unit range.
-    x = jnp.clip(x, 0.0, 1.0)
     if spec.flip_prob > 0:
         x = flip_from_uniforms(u["flip"], x, p=spec.flip_prob)
     if spec.jitter_prob > 0:
