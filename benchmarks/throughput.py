@@ -74,7 +74,7 @@ def make_config(case: Case, batch: int):
 def run_case(case: Case, *, images: int, steps: int, warmup: int, mesh) -> dict:
     batch = images // 2  # examples per step; each gives two views
     config = make_config(case, batch)
-    method = get_method(config)
+    method = get_method(config, num_steps=10_000, steps_per_epoch=100)
     opt_cfg = train.optimizer_config(config, 100, 10_000)
     tx, schedule = optim.make_optimizer(opt_cfg, 10_000)
     image_shape = (case.image_size, case.image_size, 3)

@@ -197,10 +197,11 @@ def pretrain(
 
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
-    method = get_method(config)
+    get_method(config)  # an unknown method name fails before any data is read
     train_source = data.get_source(config.data, "train")
     check_source(train_source, config)
     steps_per_epoch, num_steps = total_steps(config, len(train_source))
+    method = get_method(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
     tx, schedule = optim.make_optimizer(
         optimizer_config(config, steps_per_epoch, num_steps), num_steps
     )
@@ -238,6 +239,10 @@ def pretrain(
     log_every = max(1, config.log_every_steps)
     eval_every = config.get("eval_every_steps", 0)
     ckpt_every = config.checkpoint_every_steps
+    if eval_every and start == 0:  # the random-initialization baseline, so the curve shows the gain
+        encoder = method.encoder_variables(state.params, state.batch_stats)
+        result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
+        writer.write(0, {"knn_top1": result["knn"]["top1"]})
     window_start, window_step = time.perf_counter(), start
     try:
         for step in range(start, num_steps):

@@ -12,12 +12,17 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def get_method(config: ml_collections.ConfigDict) -> Method:
-    """The method named by `config.method`, bound to `config`."""
+def get_method(
+    config: ml_collections.ConfigDict,
+    *,
+    num_steps: int | None = None,
+    steps_per_epoch: int | None = None,
+) -> Method:
+    """The method named by `config.method`, bound to `config` (and to the run's length when training)."""
     name = config.method
     if name not in METHODS:
         raise ValueError(f"Unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}.")
-    return METHODS[name](config)
+    return METHODS[name](config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
 
 
 __all__ = ["METHODS", "LossAux", "Method", "TrainState", "Variables", "get_method"]

@@ -60,8 +60,23 @@ class LossAux(NamedTuple):
 class Method(abc.ABC):
     """A self-supervised method: networks, augmentation and loss, bound to a config."""
 
-    def __init__(self, config: ml_collections.ConfigDict):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        *,
+        num_steps: int | None = None,
+        steps_per_epoch: int | None = None,
+    ):
+        """num_steps, steps_per_epoch: the run's length, for schedules that span training (BYOL's tau,
+        DINO's teacher temperature); None when the method is built only to encode (evaluation)."""
         self.config = config
+        self.num_steps = num_steps
+        self.steps_per_epoch = steps_per_epoch
+
+    def require_run_length(self) -> tuple[int, int]:
+        if self.num_steps is None or self.steps_per_epoch is None:
+            raise ValueError(f"{type(self).__name__} needs num_steps and steps_per_epoch to train.")
+        return self.num_steps, self.steps_per_epoch
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
