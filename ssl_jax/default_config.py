@@ -58,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.warmup_epochs = 2.0
     config.optim.end_lr = 0.0
 
+    # A NaN/Inf loss or gradient: "stop" (name the step; the last checkpoint is the last good state)
+    # or "skip" (drop that step's update and go on).
+    config.nonfinite_policy = "stop"
     config.log_every_steps = 20
     config.eval_every_steps = 70  # kNN accuracy during training (0: only at the end)
     config.checkpoint_every_steps = 70

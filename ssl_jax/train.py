@@ -91,10 +91,17 @@ def train_step(
         opt_state=opt_state,
     )
     new_state = new_state.replace(extra=method.update_extra(new_state, aux.extra_out))
+    grad_norm = _global_norm(grads)
+    # A non-finite loss or gradient leaves everything but the step counter as it was, so the state in
+    # memory (and any checkpoint written from it) stays the last good one; the host decides what to do.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    new_state = kept.replace(step=state.step + 1)
     metrics = {
         "loss": loss,
         "learning_rate": schedule(state.step),
-        "grad_norm": _global_norm(grads),
+        "grad_norm": grad_norm,
+        "nonfinite": 1 - finite.astype(jnp.int32),
         **aux.metrics,
     }
     return new_state, metrics
@@ -244,15 +251,24 @@ def pretrain(
         result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
         writer.write(0, {"knn_top1": result["knn"]["top1"]})
     window_start, window_step = time.perf_counter(), start
+    policy = config.get("nonfinite_policy", "stop")
+    if policy not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite_policy must be one of {NONFINITE_POLICIES}, got {policy!r}.")
+    preemption = _PreemptionRequest()
+    pending = None  # (step, metrics) of the previous step: checked one step late, so the host never
+    # waits on the step it just dispatched
+    preempted = False
     try:
         for step in range(start, num_steps):
             batch = next(loader)
             batch = parallel.shard_batch({k: batch[k] for k in STEP_KEYS}, mesh)
             state, metrics = step_fn(state, batch)
             done = step + 1
+            if pending is not None:
+                check_finite(*pending, policy=policy, progress=progress)
+            pending = (done, metrics)
             if done % log_every == 0 or done == num_steps:
                 metrics = jax.device_get(metrics)
-                check_finite(metrics, done)
                 now = time.perf_counter()
                 rate = (done - window_step) / max(now - window_start, 1e-9)
                 window_start, window_step = now, done
@@ -267,16 +283,24 @@ def pretrain(
                 result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
                 writer.write(done, {"knn_top1": result["knn"]["top1"]})
                 window_start = time.perf_counter()
-            stopping = done == stop_at_step
+            preempted = preemption.requested and done != num_steps
+            stopping = done == stop_at_step or preempted
+            if stopping or done == num_steps:
+                check_finite(*pending, policy=policy, progress=progress)
             if done % ckpt_every == 0 or done == num_steps or stopping:
                 encoder = method.encoder_variables(state.params, state.batch_stats)
                 ckpt.save(done, state, {"step": done, "seed": config.seed}, encoder)
             if stopping:
                 break
     finally:
+        preemption.restore()
         progress.close()
         loader.close()
         ckpt.close()
+    if preempted:
+        writer.close()
+        print(f"Stopped by a signal after step {done}; checkpoint saved. Run again to resume.")
+        return {"step": done, "stopped": True, "preempted": True}
     if stop_at_step is not None and stop_at_step < num_steps:
         writer.close()
         return {"step": stop_at_step, "stopped": True}
@@ -295,10 +319,55 @@ def pretrain(
     return results
 
 
-def check_finite(metrics: dict[str, Any], step: int) -> None:
-    """Stops the run when the loss or gradient norm is NaN or Inf, naming the step and the quantity."""
-    for key in ("loss", "grad_norm"):
-        if key in metrics and not np.isfinite(metrics[key]):
-            raise FloatingPointError(
-                f"{key} is {float(metrics[key])} at step {step}; the last good checkpoint is kept."
-            )
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+def check_finite(step: int, metrics: dict[str, Any], *, policy: str, progress=None) -> None:
+    """Acts on a non-finite loss or gradient at `step` (whose update the step already skipped).
+
+    "stop": raise, naming the step and the quantity; the last checkpoint is the last good state.
+    "skip": report it and go on (the step's update was dropped).
+    """
+    if not int(jax.device_get(metrics["nonfinite"])):
+        return
+    values = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm")})
+    bad = [f"{k} is {float(v)}" for k, v in values.items() if not np.isfinite(v)]
+    message = f"{' and '.join(bad)} at step {step}"
+    if policy == "stop":
+        raise FloatingPointError(
+            f"{message}. The run stopped; its last checkpoint holds the last good state. "
+            "Set --config.nonfinite_policy=skip to drop such steps instead."
+        )
+    if progress is not None:
+        progress.write(f"warning: {message}; the update was skipped.")
+
+
+class _PreemptionRequest:
+    """Turns SIGTERM / SIGINT into a request to checkpoint and stop after the current step.
+
+    Handlers are installed only in the main thread (the only place Python allows it) and restored after.
+    """
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        del frame
+        import signal
+
+        if self.requested and signum == signal.SIGINT:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

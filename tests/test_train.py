@@ -210,3 +210,73 @@ def test_workdir_holding_another_run_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds another run" in err and "--overwrite" in err
     assert os.path.isdir(os.path.join(tmp_path, "checkpoints"))  # nothing lost
+
+
+class NaNAtStep(SimCLR):
+    """SimCLR whose loss is NaN at step 2 (0-based), to exercise the non-finite policy."""
+
+    def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
+        loss, aux = super().loss_fn(
+            params, batch_stats, extra, batch, rng=rng, step=step, axis_name=axis_name
+        )
+        return jax.numpy.where(step == 2, jax.numpy.nan, loss), aux
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_nonfinite_loss_policy(policy, tmp_path, monkeypatch):
+    from ssl_jax import methods
+
+    monkeypatch.setitem(methods.METHODS, "simclr", NaNAtStep)
+    config = tiny_config(num_steps=5, checkpoint_every_steps=1, nonfinite_policy=policy)
+    config.eval.protocols = ()
+    if policy == "stop":
+        with pytest.raises(FloatingPointError, match="loss is nan at step 3"):
+            train.pretrain(config, str(tmp_path))
+        # The checkpoint written at step 3 holds the state of step 2: the NaN update was dropped.
+        two = checkpoint.load_encoder(str(tmp_path), 2)[0]
+        three = checkpoint.load_encoder(str(tmp_path), 3)[0]
+        jax.tree.map(np.testing.assert_array_equal, two, three)
+    else:
+        assert train.pretrain(config, str(tmp_path)) == {"step": 5}
+        losses = _losses(str(tmp_path))
+        assert np.isnan(losses[3]) and all(np.isfinite(losses[s]) for s in (1, 2, 4, 5))
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_exits_zero(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workdir = str(tmp_path / "run")
+    argv = [
+        sys.executable,
+        "-m",
+        "ssl_jax.cli",
+        "pretrain",
+        "--workdir",
+        workdir,
+        "--config",
+        f"{CONFIGS}/simclr_fashion_mnist.py:smoke",
+        "--config.data.name=embedded_fashion_mnist",
+        "--config.num_steps=100000",
+        "--config.checkpoint_every_steps=100000",
+        "--config.eval.protocols=()",
+    ]
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    metrics = os.path.join(workdir, reporting.METRICS_FILE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        os.path.exists(metrics) and len(reporting.read_metrics(workdir)) >= 3
+    ):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "Stopped by a signal" in out
+    saved = checkpoint.Checkpointer(workdir).latest_step()
+    logged = max(r["step"] for r in reporting.read_metrics(workdir))
+    assert saved is not None and saved >= logged >= 3
