@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--overwrite", action="store_true", help="start afresh in a workdir holding another run"
     )
+    multi = pre.add_argument_group("multi-process runs (one process per host or per GPU)")
+    multi.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process runtime detected from the environment (Slurm, Open MPI, TPU pod)",
+    )
+    multi.add_argument("--coordinator_address", default=None, help="host:port of process 0")
+    multi.add_argument("--num_processes", type=int, default=None)
+    multi.add_argument("--process_id", type=int, default=None)
     ev = sub.add_parser("evaluate", help="evaluate a pre-trained encoder from its workdir")
     ev.add_argument("--workdir", required=True)
     ev.add_argument(
@@ -68,8 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "pretrain":
-            from ssl_jax import train
+            from ssl_jax import parallel, train
 
+            parallel.initialize_distributed(
+                args.coordinator_address,
+                args.num_processes,
+                args.process_id,
+                auto=args.distributed,
+            )
             config = config_util.load_config(args.config)
             config_util.apply_overrides(config, overrides)
             results = train.pretrain(config, args.workdir, overwrite=args.overwrite)
@@ -83,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError, TypeError, FloatingPointError) as e:
         print(f"ssl-jax: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
-    print(summary(results))
+    import jax
+
+    if jax.process_index() == 0:
+        print(summary(results))
     return 0
 
 

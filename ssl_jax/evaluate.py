@@ -72,6 +72,8 @@ def evaluate_encoder(
             ),
             mesh=mesh,
         )
+    # Each process extracted its own rows; every protocol needs all of them.
+    features = {k: tuple(parallel.gather_processes(a) for a in v) for k, v in features.items()}
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
     num_classes = int(config.data.num_classes)
     results: dict[str, Any] = {}

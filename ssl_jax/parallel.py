@@ -93,3 +93,57 @@ def pmean(x: Any, axis_name: str | None) -> Any:
 
 def psum(x: Any, axis_name: str | None) -> Any:
     return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    auto: bool = False,
+) -> bool:
+    """Joins this process to a multi-process JAX runtime; returns whether it did.
+
+    With an explicit coordinator ("host:port", plus num_processes and process_id) the processes meet
+    there; with `auto=True` JAX detects the cluster from the environment (Slurm, Open MPI, TPU pods, ...).
+    Must run before anything touches the devices. CPU processes exchange collectives through gloo.
+    """
+    if coordinator_address is None and not auto:
+        return False
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):  # an older or newer jax without this option
+        pass
+    if coordinator_address is None:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+    return True
+
+
+def fetch(tree: Any) -> Any:
+    """Replicated device values -> numpy on this host, also when the array spans other processes."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
+
+
+def gather_processes(rows: np.ndarray) -> np.ndarray:
+    """Concatenates every process's rows (any number per process) in process order, on every process."""
+    if jax.process_count() == 1:
+        return rows
+    from jax.experimental import multihost_utils
+
+    counts = np.asarray(multihost_utils.process_allgather(np.array([rows.shape[0]]))).reshape(-1)
+    padded = np.zeros((int(counts.max()), *rows.shape[1:]), rows.dtype)
+    padded[: rows.shape[0]] = rows
+    everything = np.asarray(multihost_utils.process_allgather(padded))  # [processes, max, ...]
+    return np.concatenate([everything[p, : counts[p]] for p in range(len(counts))])

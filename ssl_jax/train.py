@@ -174,13 +174,17 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
                 f"{workdir!r} holds another run (its config differs: {'; '.join(diffs[:8])}). "
                 "Use another --workdir, or pass --overwrite to start this run there afresh."
             )
-    if overwrite:
+    if overwrite and jax.process_index() == 0:
         import shutil
 
         shutil.rmtree(checkpoint.checkpoint_dir(workdir), ignore_errors=True)
         for name in (reporting.METRICS_FILE, "eval.json"):
             if os.path.exists(os.path.join(workdir, name)):
                 os.remove(os.path.join(workdir, name))
+    if jax.process_count() > 1:  # nobody starts before process 0 has cleared the old run
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("ssl_jax.prepare_workdir")
     if jax.process_index() == 0:
         with open(path, "w") as f:
             json.dump(new, f, indent=2, sort_keys=True)
@@ -268,7 +272,7 @@ def pretrain(
                 check_finite(*pending, policy=policy, progress=progress)
             pending = (done, metrics)
             if done % log_every == 0 or done == num_steps:
-                metrics = jax.device_get(metrics)
+                metrics = parallel.fetch(metrics)
                 now = time.perf_counter()
                 rate = (done - window_step) / max(now - window_start, 1e-9)
                 window_start, window_step = now, done
@@ -283,7 +287,7 @@ def pretrain(
                 result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
                 writer.write(done, {"knn_top1": result["knn"]["top1"]})
                 window_start = time.perf_counter()
-            preempted = preemption.requested and done != num_steps
+            preempted = preemption.reached(done) and done != num_steps
             stopping = done == stop_at_step or preempted
             if stopping or done == num_steps:
                 check_finite(*pending, policy=policy, progress=progress)
@@ -328,9 +332,9 @@ def check_finite(step: int, metrics: dict[str, Any], *, policy: str, progress=No
     "stop": raise, naming the step and the quantity; the last checkpoint is the last good state.
     "skip": report it and go on (the step's update was dropped).
     """
-    if not int(jax.device_get(metrics["nonfinite"])):
+    if not int(parallel.fetch(metrics["nonfinite"])):
         return
-    values = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm")})
+    values = parallel.fetch({k: metrics[k] for k in ("loss", "grad_norm")})
     bad = [f"{k} is {float(v)}" for k, v in values.items() if not np.isfinite(v)]
     message = f"{' and '.join(bad)} at step {step}"
     if policy == "stop":
@@ -345,7 +349,9 @@ def check_finite(step: int, metrics: dict[str, Any], *, policy: str, progress=No
 class _PreemptionRequest:
     """Turns SIGTERM / SIGINT into a request to checkpoint and stop after the current step.
 
-    Handlers are installed only in the main thread (the only place Python allows it) and restored after.
+    One process: Python handlers (main thread only, restored after). Several processes: they must all stop
+    at the same step, so JAX's coordination service, which receives the SIGTERM notice, picks it
+    (`multihost_utils.reached_preemption_sync_point`).
     """
 
     def __init__(self):
@@ -354,9 +360,17 @@ class _PreemptionRequest:
 
         self.requested = False
         self._previous = {}
-        if threading.current_thread() is threading.main_thread():
+        self._multi = jax.process_count() > 1
+        if not self._multi and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
+
+    def reached(self, step: int) -> bool:
+        if self._multi:
+            from jax.experimental import multihost_utils
+
+            return bool(multihost_utils.reached_preemption_sync_point(step))
+        return self.requested
 
     def _handle(self, signum, frame):
         del frame
