@@ -22,6 +22,7 @@ from ssl_jax.augment.image import (
     random_resized_crop,
     sample_crop_box,
 )
+from ssl_jax.augment.multicrop import dino_view_specs, multicrop_views
 from ssl_jax.augment.photometric import (
     adjust_brightness,
     adjust_contrast,
@@ -52,9 +53,11 @@ __all__ = [
     "augment_image",
     "blur_kernel_size",
     "color_jitter",
+    "dino_view_specs",
     "gaussian_blur",
     "horizontal_flip",
     "hsv_to_rgb",
+    "multicrop_views",
     "normalize",
     "preprocess_eval",
     "random_grayscale",

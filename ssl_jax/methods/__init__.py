@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import ml_collections
 
+from ssl_jax.methods.barlow_twins import BarlowTwins
 from ssl_jax.methods.base import LossAux, Method, TrainState, Variables
+from ssl_jax.methods.byol import BYOL
+from ssl_jax.methods.dino import DINO
+from ssl_jax.methods.moco import MoCoV2, MoCoV3
 from ssl_jax.methods.simclr import SimCLR
+from ssl_jax.methods.simsiam import SimSiam
+from ssl_jax.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
+    "barlow_twins": BarlowTwins,
+    "byol": BYOL,
+    "dino": DINO,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
     "simclr": SimCLR,
+    "simsiam": SimSiam,
+    "vicreg": VICReg,
 }
 
 

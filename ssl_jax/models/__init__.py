@@ -20,12 +20,16 @@ from ssl_jax.models.resnet import (
     ResNet50,
 )
 from ssl_jax.models.small import SmallConvNet
+from ssl_jax.models.vit import ViT, ViTBase, ViTSmall, ViTTiny
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "resnet34": ResNet34,
     "resnet50": ResNet50,
     "small_cnn": SmallConvNet,
+    "vit_tiny": ViTTiny,
+    "vit_small": ViTSmall,
+    "vit_base": ViTBase,
 }
 
 
@@ -56,6 +60,7 @@ __all__ = [
     "ResNet34",
     "ResNet50",
     "SmallConvNet",
+    "ViT",
     "encoder_feature_dim",
     "get_encoder",
 ]
