@@ -7,9 +7,10 @@ import ml_collections
 from ssl_jax.methods.barlow_twins import BarlowTwins
 from ssl_jax.methods.base import LossAux, Method, TrainState, Variables
 from ssl_jax.methods.byol import BYOL
+from ssl_jax.methods.composite import SimCLRPlusVICReg
 from ssl_jax.methods.dino import DINO
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
-from ssl_jax.methods.simclr import SimCLR
+from ssl_jax.methods.simclr import SimCLR, TwoViewMethod
 from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.vicreg import VICReg
 
@@ -20,6 +21,7 @@ METHODS: dict[str, type[Method]] = {
     "moco_v2": MoCoV2,
     "moco_v3": MoCoV3,
     "simclr": SimCLR,
+    "simclr_vicreg": SimCLRPlusVICReg,
     "simsiam": SimSiam,
     "vicreg": VICReg,
 }
@@ -38,4 +40,20 @@ def get_method(
     return METHODS[name](config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
 
 
-__all__ = ["METHODS", "LossAux", "Method", "TrainState", "Variables", "get_method"]
+def register(name: str, method_cls: type[Method]) -> None:
+    """Makes `method_cls` available as `config.method = name` (e.g. a composition of objectives)."""
+    if name in METHODS and METHODS[name] is not method_cls:
+        raise ValueError(f"A method named {name!r} is already registered: {METHODS[name].__name__}.")
+    METHODS[name] = method_cls
+
+
+__all__ = [
+    "METHODS",
+    "LossAux",
+    "Method",
+    "TrainState",
+    "TwoViewMethod",
+    "Variables",
+    "get_method",
+    "register",
+]

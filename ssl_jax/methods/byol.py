@@ -1,0 +1,190 @@
+"""BYOL (Grill et al. 2020): an online network predicts a slowly moving target network's projection.
+
+Online: encoder -> projector -> predictor, trained. Target: encoder -> projector, never trained; its
+parameters and BatchNorm statistics live in `state.extra` and follow the online ones by a functional EMA
+after every optimizer step, with BYOL's decay tau_k = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2 rising
+from tau_base to 1 over the run (`ssl_jax.ema.cosine_increase`). The loss is symmetrized: view 1 through
+the online network regresses onto view 2 through the target, and vice versa. Each view has its own
+augmentation (BYOL's asymmetric pair) and its own forward pass (BN statistics per view, as in the paper's
+code); BN is synchronized over the data axis in both networks.
+
+`SiameseNetwork` (backbone -> projector [-> predictor]) is shared with SimSiam.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssl_jax import augment, ema
+from ssl_jax.losses import byol_loss
+from ssl_jax.methods import common
+from ssl_jax.methods.base import LossAux, Method, PyTree, TrainState, Variables
+
+# The parts of the online network the target mirrors (the predictor has no target counterpart).
+TARGET_PARTS = ("encoder", "projector")
+
+
+class SiameseNetwork(nn.Module):
+    """backbone -> projector [-> predictor]. Parameters live under "encoder", "projector" and
+    "predictor", so the backbone exports on its own and a target without predictor mirrors the rest.
+
+    Returns (features, projection, prediction); prediction is None without a predictor.
+    """
+
+    encoder: nn.Module
+    projector: nn.Module
+    predictor: nn.Module | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        features = self.encoder(x, train=train)
+        z = self.projector(features, train=train)
+        p = None if self.predictor is None else self.predictor(z, train=train)
+        return features, z, p
+
+
+def check_heads(config: ml_collections.ConfigDict) -> None:
+    """The predictor maps projections to projections, so its output width must be the projector's."""
+    proj, pred = config.model.projector, config.model.get("predictor")
+    if pred is None:
+        raise ValueError(f"{config.method} needs config.model.predictor (hidden_dim, output_dim).")
+    if pred.output_dim != proj.output_dim:
+        raise ValueError(
+            f"config.model.predictor.output_dim ({pred.output_dim}) must equal "
+            f"config.model.projector.output_dim ({proj.output_dim}): the prediction regresses "
+            "onto a projection."
+        )
+
+
+def forward_views(
+    network: nn.Module,
+    params: PyTree,
+    batch_stats: PyTree,
+    views: tuple[jax.Array, ...],
+) -> tuple[list[tuple[jax.Array, jax.Array, jax.Array | None]], PyTree]:
+    """One training-mode forward pass per view, threading the BN running statistics through them in
+    order (as two calls of a PyTorch module would). Returns the per-view outputs and the final stats."""
+    outputs = []
+    for x in views:
+        out, updates = network.apply(
+            {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+        )
+        outputs.append(out)
+        batch_stats = updates["batch_stats"]
+    return outputs, batch_stats
+
+
+def target_part(tree: PyTree) -> PyTree:
+    """The encoder and projector subtrees of an online params / batch_stats tree."""
+    return {k: tree[k] for k in TARGET_PARTS if k in tree}
+
+
+class BYOL(Method):
+    """config.byol.tau_base; config.model.{encoder, projector, predictor}; config.augment (a ViewSpec
+    preset: "byol" gives the asymmetric pair, views 0 and 1; any other preset is used for both views).
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        *,
+        num_steps: int | None = None,
+        steps_per_epoch: int | None = None,
+    ):
+        super().__init__(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
+        check_heads(config)
+        tau_base = config.byol.tau_base
+        if not 0.0 <= tau_base <= 1.0:
+            raise ValueError(f"config.byol.tau_base must be in [0, 1], got {tau_base}.")
+
+    # ---- networks and views
+
+    def _network(self, axis_name: str | None, *, with_predictor: bool) -> SiameseNetwork:
+        cfg = self.config
+        return SiameseNetwork(
+            encoder=common.build_encoder(cfg, axis_name=axis_name),
+            projector=common.build_mlp(cfg, cfg.model.projector, axis_name=axis_name),
+            predictor=(
+                common.build_mlp(cfg, cfg.model.predictor, axis_name=axis_name)
+                if with_predictor
+                else None
+            ),
+        )
+
+    def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+        if self.config.augment.get("preset") == "byol":
+            return common.view_spec(self.config, view=0), common.view_spec(self.config, view=1)
+        spec = common.view_spec(self.config)
+        return spec, spec
+
+    def tau(self, step: jax.Array | int) -> jax.Array:
+        """The target decay used for the update after optimizer step `step` (0-based)."""
+        num_steps, _ = self.require_run_length()
+        return ema.cosine_increase(step, num_steps, self.config.byol.tau_base)
+
+    # ---- Method interface
+
+    def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
+        size = self.view_specs()[0].crop_size
+        dummy = jnp.zeros((2, size, size, image_shape[-1]), jnp.float32)
+        variables = self._network(None, with_predictor=True).init(rng, dummy, train=True)
+        params, batch_stats = variables["params"], variables["batch_stats"]
+        # The target starts as a copy of the online encoder and projector (solo-learn, MoCo); BYOL's
+        # code draws it from another seed and notes no significant difference.
+        extra = {
+            "target_params": target_part(params),
+            "target_batch_stats": target_part(batch_stats),
+        }
+        return Variables(params, batch_stats, extra)
+
+    def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
+        spec1, spec2 = self.view_specs()
+        images, ids = batch["image"], batch["example_ids"]
+        x1 = augment.augment_batch(jax.random.fold_in(rng, 1), images, ids, spec1)
+        x2 = augment.augment_batch(jax.random.fold_in(rng, 2), images, ids, spec2)
+
+        online = self._network(axis_name, with_predictor=True)
+        ((_, z1, p1), (_, _, p2)), new_stats = forward_views(online, params, batch_stats, (x1, x2))
+
+        # The target runs in training mode (batch statistics), as in BYOL's code, so its running
+        # statistics are never read while training; they follow the online ones by EMA in
+        # update_extra rather than its own forward passes. Both target outputs are wrapped in
+        # stop_gradient: the target is never trained, only averaged.
+        target = self._network(axis_name, with_predictor=False)
+        ((_, t1, _), (_, t2, _)), _ = forward_views(
+            target, extra["target_params"], extra["target_batch_stats"], (x1, x2)
+        )
+        t1, t2 = jax.lax.stop_gradient(t1), jax.lax.stop_gradient(t2)
+
+        # L + L~ (Grill et al. 2020, Sec. 3.1): each view's prediction regresses onto the other's target.
+        per_example = byol_loss(p1, t2) + byol_loss(p2, t1)
+        metrics = {
+            "embedding_std": common.embedding_std(z1, axis_name),  # collapse indicator
+            "tau": self.tau(step),
+        }
+        return per_example.mean(), LossAux(new_stats, metrics)
+
+    def update_extra(self, state: TrainState, extra_out: PyTree) -> PyTree:
+        """xi <- tau xi + (1 - tau) theta for the target's parameters and BN statistics, with the tau of
+        the optimizer step just taken (state.step has already been incremented)."""
+        del extra_out
+        tau = self.tau(state.step - 1)
+        return {
+            "target_params": ema.ema_update(
+                state.extra["target_params"], target_part(state.params), tau
+            ),
+            "target_batch_stats": ema.ema_update(
+                state.extra["target_batch_stats"], target_part(state.batch_stats), tau
+            ),
+        }
+
+    def encoder_variables(self, params, batch_stats):
+        return {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}
+
+    def encode(self, encoder_variables, images):
+        x = common.eval_images(self.config, images)
+        encoder = common.build_encoder(self.config, axis_name=None)
+        return encoder.apply(encoder_variables, x, train=False).astype(jnp.float32)
