@@ -109,8 +109,36 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
                 "end_lr": 0.0,
             }
         )
+    elif variant == "small_cnn":
+        # The CPU-sized encoder every method's `small_cnn` variant shares (benchmarks/reproduce.py),
+        # with the ResNet variant's optimizer (BN backbone) and 2 global + 2 local crops.
+        config.model.encoder = "small_cnn"
+        config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
+        config.model.dtype = "float32"
+        config.model.head.hidden_dim = 512
+        config.model.head.bottleneck_dim = 128
+        config.model.head.output_dim = 1024
+        config.augment.num_local = 2
+        config.dino.teacher_momentum = 0.99
+        config.optim = ml_collections.ConfigDict(
+            {
+                "name": "lars",
+                "learning_rate": 0.3,
+                "lr_scaling": "linear",
+                "weight_decay": 1e-6,
+                "trust_coefficient": 0.02,
+                "momentum": 0.9,
+                "warmup_epochs": 1.0,
+                "end_lr": 0.0,
+            }
+        )
     elif variant == "smoke":
-        config.model.encoder_kwargs = {"patch_size": 7, "hidden_dim": 32, "depth": 1, "num_heads": 2}
+        config.model.encoder_kwargs = {
+            "patch_size": 7,
+            "hidden_dim": 32,
+            "depth": 1,
+            "num_heads": 2,
+        }
         config.model.dtype = "float32"
         config.model.head.hidden_dim = 64
         config.model.head.bottleneck_dim = 32
@@ -129,5 +157,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.eval.protocols = ("knn",)
         config.eval.max_train_examples = 2000
     elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: resnet18, smoke.")
+        raise ValueError(f"Unknown variant {variant!r}; valid: resnet18, small_cnn, smoke.")
     return config

@@ -28,7 +28,9 @@ def ema_update(target: PyTree, online: PyTree, decay: jax.Array | float) -> PyTr
     return jax.tree.map(update, target, online)
 
 
-def cosine_increase(step: jax.Array | int, total_steps: int, base: float, final: float = 1.0) -> jax.Array:
+def cosine_increase(
+    step: jax.Array | int, total_steps: int, base: float, final: float = 1.0
+) -> jax.Array:
     """BYOL's target decay (Grill et al. 2020, Sec. 3.2):
     tau_k = final - (final - base) * (cos(pi * k / K) + 1) / 2, so tau_0 = base and tau_K = final.
     Steps past K stay at `final`."""

@@ -88,7 +88,11 @@ def plot_curves(workdir: str) -> str | None:
         return ([p[0] for p in pts], [p[1] for p in pts]) if pts else None
 
     acc_keys = [k for k in ("knn_top1", "linear_top1") if series(k)]
-    panels = [("loss", ["loss"]), ("top-1 accuracy", acc_keys), ("embedding std", ["embedding_std"])]
+    panels = [
+        ("loss", ["loss"]),
+        ("top-1 accuracy", acc_keys),
+        ("embedding std", ["embedding_std"]),
+    ]
     panels = [(t, [k for k in ks if series(k)]) for t, ks in panels]
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)

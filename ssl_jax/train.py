@@ -251,7 +251,7 @@ def pretrain(
     eval_every = config.get("eval_every_steps", 0)
     ckpt_every = config.checkpoint_every_steps
     if eval_every and start == 0:  # the random-initialization baseline, so the curve shows the gain
-        encoder = method.encoder_variables(state.params, state.batch_stats)
+        encoder = method.export_encoder(state)
         result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
         writer.write(0, {"knn_top1": result["knn"]["top1"]})
     window_start, window_step = time.perf_counter(), start
@@ -283,7 +283,7 @@ def pretrain(
             else:
                 progress.update(done)
             if eval_every and done % eval_every == 0 and done != num_steps:
-                encoder = method.encoder_variables(state.params, state.batch_stats)
+                encoder = method.export_encoder(state)
                 result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
                 writer.write(done, {"knn_top1": result["knn"]["top1"]})
                 window_start = time.perf_counter()
@@ -292,7 +292,7 @@ def pretrain(
             if stopping or done == num_steps:
                 check_finite(*pending, policy=policy, progress=progress)
             if done % ckpt_every == 0 or done == num_steps or stopping:
-                encoder = method.encoder_variables(state.params, state.batch_stats)
+                encoder = method.export_encoder(state)
                 ckpt.save(done, state, {"step": done, "seed": config.seed}, encoder)
             if stopping:
                 break
@@ -310,7 +310,7 @@ def pretrain(
         return {"step": stop_at_step, "stopped": True}
 
     protocols = tuple(config.eval.protocols)
-    encoder = method.encoder_variables(state.params, state.batch_stats)
+    encoder = method.export_encoder(state)
     results = {"step": num_steps}
     if protocols:
         results.update(evaluate.evaluate_encoder(config, method, encoder, protocols, mesh=mesh))

@@ -5,7 +5,6 @@ would differ), a step-level 1-vs-8 check, one CLI run per method, and every conf
 import json
 import os
 
-import engine_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +16,8 @@ from ssl_jax import parallel, reporting
 from ssl_jax.losses import barlow_twins_loss, vicreg_loss
 from ssl_jax.losses.redundancy import barlow_twins_terms, vicreg_terms
 from ssl_jax.methods import get_method
+
+import engine_checks
 
 AXIS = parallel.DATA_AXIS
 

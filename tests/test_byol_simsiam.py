@@ -6,7 +6,6 @@ import json
 import math
 import os
 
-import engine_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +16,8 @@ from ssl_jax import augment, cli, optim, parallel, reporting, train
 from ssl_jax.losses import byol_loss, simsiam_loss
 from ssl_jax.methods import get_method
 from ssl_jax.methods.byol import BYOL, forward_views
+
+import engine_checks
 
 # ---------------------------------------------------------------- losses
 

@@ -5,11 +5,12 @@ import functools
 
 import jax
 import numpy as np
-from engine_checks import assert_same_on_one_and_eight, load, run_smoke
 
 from ssl_jax import methods
 from ssl_jax.losses import nt_xent, vicreg_loss
 from ssl_jax.methods import TwoViewMethod
+
+from engine_checks import assert_same_on_one_and_eight, load, run_smoke
 
 
 def test_composed_loss_is_the_weighted_sum_of_its_terms(n_devices):

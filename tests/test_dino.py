@@ -7,7 +7,6 @@ import json
 import math
 import os
 
-import engine_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,9 +14,11 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
 
-from ssl_jax import augment, checkpoint, data, optim, parallel, reporting, train
+from ssl_jax import augment, checkpoint, optim, parallel, reporting, train
 from ssl_jax.losses import dino_loss, dino_statistics, update_center
 from ssl_jax.methods import get_method
+
+import engine_checks
 
 SMOKE = "dino_fashion_mnist.py:smoke"
 EMBEDDED = "data.name=embedded_fashion_mnist"
@@ -62,7 +63,9 @@ def test_dino_loss_matches_numpy_reference():
     np.testing.assert_allclose(as_lists, expected, rtol=1e-5)
     # Two global crops only (no multi-crop): the two cross terms.
     two = dino_loss(student[:2], teacher, center, teacher_temp=0.07)
-    np.testing.assert_allclose(two, reference_dino_loss(student[:2], teacher, center, 0.1, 0.07), rtol=1e-5)
+    np.testing.assert_allclose(
+        two, reference_dino_loss(student[:2], teacher, center, 0.1, 0.07), rtol=1e-5
+    )
     # Large logits stay finite (log_softmax, max-subtracted softmax).
     big = dino_loss(200 * student, 200 * teacher, center, teacher_temp=0.04)
     assert np.all(np.isfinite(big))
@@ -71,13 +74,26 @@ def test_dino_loss_matches_numpy_reference():
 def test_dino_loss_bf16_and_gradients():
     student, teacher, center = _logits(seed=1)
     expected = reference_dino_loss(student, teacher, center, 0.1, 0.04)
-    low = dino_loss(jnp.asarray(student, jnp.bfloat16), jnp.asarray(teacher, jnp.bfloat16), center, teacher_temp=0.04)
+    low = dino_loss(
+        jnp.asarray(student, jnp.bfloat16),
+        jnp.asarray(teacher, jnp.bfloat16),
+        center,
+        teacher_temp=0.04,
+    )
     assert low.dtype == jnp.float32
     # bf16 rounds logits by ~2^-8 relative; divided by 0.04 / 0.1 that moves the loss by a few percent.
     np.testing.assert_allclose(low, expected, rtol=5e-2)
 
     loss = lambda s, t: dino_loss(s, t, center, teacher_temp=0.04).sum()
-    check_grads(lambda s: loss(s, teacher), (jnp.asarray(student),), order=1, modes=("rev",), eps=1e-3, atol=1e-2, rtol=1e-2)
+    check_grads(
+        lambda s: loss(s, teacher),
+        (jnp.asarray(student),),
+        order=1,
+        modes=("rev",),
+        eps=1e-3,
+        atol=1e-2,
+        rtol=1e-2,
+    )
     # The teacher side is a target: stop-gradient, however the loss is differentiated.
     grad_teacher = jax.grad(loss, argnums=1)(student, teacher)
     np.testing.assert_array_equal(grad_teacher, 0.0)
@@ -106,7 +122,9 @@ def test_statistics_split_the_loss_into_entropy_and_kl():
     assert np.all(stats["kl"] >= 0) and np.all(stats["teacher_entropy"] >= 0)
     assert np.all(stats["teacher_entropy"] <= math.log(7) + 1e-6)
     q = _softmax((teacher.astype(np.float64) - center) / 0.04)
-    np.testing.assert_allclose(stats["teacher_entropy"], (-q * np.log(q)).sum(-1).mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        stats["teacher_entropy"], (-q * np.log(q)).sum(-1).mean(0), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_center_update_uses_the_global_batch(n_devices):
@@ -140,14 +158,20 @@ def test_multicrop_views_shapes_distinct_and_per_example():
     @jax.jit
     def views(rng, images, ids):
         return augment.multicrop_views(
-            rng, images, ids, global_spec=(plain, flipped), local_spec=local, num_global=3, num_local=3
+            rng,
+            images,
+            ids,
+            global_spec=(plain, flipped),
+            local_spec=local,
+            num_global=3,
+            num_local=3,
         )
 
-    g, l = views(jax.random.key(0), images, ids)
+    g, loc = views(jax.random.key(0), images, ids)
     assert [v.shape for v in g] == [(4, 28, 28, 1)] * 3
-    assert [v.shape for v in l] == [(4, 12, 12, 1)] * 3
-    assert all(v.dtype == jnp.float32 for v in g + l)
-    crops = [np.asarray(v) for v in g] + [np.asarray(v) for v in l]
+    assert [v.shape for v in loc] == [(4, 12, 12, 1)] * 3
+    assert all(v.dtype == jnp.float32 for v in g + loc)
+    crops = [np.asarray(v) for v in g] + [np.asarray(v) for v in loc]
     for i in range(len(crops)):
         for j in range(i + 1, len(crops)):
             if crops[i].shape == crops[j].shape:
@@ -161,51 +185,65 @@ def test_multicrop_views_shapes_distinct_and_per_example():
 
 
 def test_dino_view_specs_follow_the_paper():
-    (g1, g2), loc = augment.dino_view_specs(224, 96, mean=augment.IMAGENET_MEAN, std=augment.IMAGENET_STD)
-    assert (g1.crop_size, g1.crop_scale, loc.crop_size, loc.crop_scale) == (224, (0.4, 1.0), 96, (0.05, 0.4))
+    (g1, g2), loc = augment.dino_view_specs(
+        224, 96, mean=augment.IMAGENET_MEAN, std=augment.IMAGENET_STD
+    )
+    assert (g1.crop_size, g1.crop_scale, loc.crop_size, loc.crop_scale) == (
+        224,
+        (0.4, 1.0),
+        96,
+        (0.05, 0.4),
+    )
     assert (g1.blur_prob, g1.solarize_prob, g2.blur_prob, g2.solarize_prob) == (1.0, 0.0, 0.1, 0.2)
     assert (loc.blur_prob, loc.solarize_prob) == (0.5, 0.0)
-    assert (g1.brightness, g1.contrast, g1.saturation, g1.hue, g1.jitter_prob) == (0.4, 0.4, 0.2, 0.1, 0.8)
+    assert (g1.brightness, g1.contrast, g1.saturation, g1.hue, g1.jitter_prob) == (
+        0.4,
+        0.4,
+        0.2,
+        0.1,
+        0.8,
+    )
     assert g1.grayscale_prob == 0.2 and g1.kernel_size == loc.kernel_size == 13
     (small, _), tiny = augment.dino_view_specs(28, 6, mean=(0.5,), std=(0.5,))
     assert tiny.kernel_size == 11 and small.kernel_size == 13  # radius stays below the side
 
 
 def _cheap_smoke(*overrides):
-    """The smoke config with only crops and solarization, so its tests compile faster."""
+    """The smoke config with crops and solarization only, so that its tests compile faster."""
     config = engine_checks.load(SMOKE, "model.dtype=float32", EMBEDDED, *overrides)
     config.augment.jitter_prob = 0.0
     config.augment.grayscale_prob = 0.0
     return config
 
 
-def _batch(config, n=16):
-    source = data.get_source(config.data, "train")
-    rows = source.get(np.arange(n))
-    return {"image": jnp.asarray(rows["image"]), "example_ids": jnp.arange(n, dtype=jnp.int32)}
-
-
-def test_teacher_gets_no_gradient_and_last_layer_freezes():
+def test_teacher_gets_no_gradient_and_the_last_layer_freezes(n_devices):
     config = _cheap_smoke()
-    method = get_method(config, num_steps=100, steps_per_epoch=10)  # last layer frozen for 10 steps
-    variables = jax.jit(lambda k: method.init(k, (28, 28, 1)))(jax.random.key(0))
-    extra = variables.extra
-    # A teacher different from the student, as after some steps.
-    extra["teacher"] = jax.tree.map(lambda p: 1.1 * p + 0.01, extra["teacher"])
-    batch = _batch(config)
+    # 10 steps per epoch: the last layer is frozen for steps 0-9.
+    method = get_method(config, num_steps=100, steps_per_epoch=10)
+    tx, _ = optim.make_optimizer(train.optimizer_config(config, 10, 100), 100)
+    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), (28, 28, 1))
+    batch = engine_checks.batch_for(config, parallel.make_mesh(jax.devices()[:1]), 0)
+    teacher = jax.tree.map(lambda p: 1.1 * p + 0.01, state.extra["teacher"])  # unlike the student
+    extra = {**state.extra, "teacher": teacher}
 
     @jax.jit
     def grads(params, extra, step):
         def loss(params, extra):
             value, _ = method.loss_fn(
-                params, variables.batch_stats, extra, batch, rng=jax.random.key(1), step=step, axis_name=None
+                params,
+                state.batch_stats,
+                extra,
+                batch,
+                rng=jax.random.key(1),
+                step=step,
+                axis_name=None,
             )
             return value
 
         return jax.grad(loss, argnums=(0, 1))(params, extra)
 
     for step, frozen in ((0, True), (10, False)):
-        g_params, g_extra = grads(variables.params, extra, jnp.int32(step))
+        g_params, g_extra = grads(state.params, extra, jnp.int32(step))
         for leaf in jax.tree.leaves(g_extra):  # teacher and centre
             np.testing.assert_array_equal(leaf, 0.0)
         assert np.abs(np.asarray(g_params["encoder"]["patch_embed"]["kernel"])).sum() > 0
@@ -214,41 +252,52 @@ def test_teacher_gets_no_gradient_and_last_layer_freezes():
         assert (last == 0) if frozen else (last > 0), (step, last)
 
 
+# The smoke step as engine_checks.step_results builds it (100 steps of 10 per epoch, 1 device), so the
+# EMA test and the 1-vs-8 check share one compilation. The last layer is frozen for step 0 only.
+STEP_CONFIG = (SMOKE, "model.dtype=float32", EMBEDDED, "dino.freeze_last_layer_epochs=0.1")
+
+
 def test_step_updates_teacher_by_ema_and_centre(n_devices):
-    config = _cheap_smoke()
+    config = engine_checks.load(*STEP_CONFIG)
     num_steps, base = 100, config.dino.teacher_momentum
     mesh = parallel.make_mesh(jax.devices()[:1])
     method = get_method(config, num_steps=num_steps, steps_per_epoch=10)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, num_steps), num_steps)
     state = train.create_train_state(method, tx, jax.random.PRNGKey(0), (28, 28, 1))
-    step_fn = train.make_train_step(method, tx, schedule, mesh)
     states = [jax.device_get(state)]
     state = parallel.replicate(state, mesh)
+    step_fn = train.make_train_step(method, tx, schedule, mesh)
     for k in range(2):
         state, metrics = step_fn(state, engine_checks.batch_for(config, mesh, k))
         states.append(jax.device_get(state))
     s0, s1, s2 = states
     jax.tree.map(np.testing.assert_array_equal, s0.extra["teacher"], s0.params)  # a copy at first
     np.testing.assert_array_equal(s0.extra["center"], 0.0)
+    # After each step the teacher is m_k * teacher + (1 - m_k) * new student, m_k on the cosine.
     for k, (before, after) in enumerate(((s0, s1), (s1, s2))):
         m = 1.0 - (1.0 - base) * (math.cos(math.pi * k / num_steps) + 1.0) / 2.0
         expected = jax.tree.map(
-            lambda t, p: m * np.float64(t) + (1 - m) * np.float64(p), before.extra["teacher"], after.params
+            lambda t, p, m=m: m * np.float64(t) + (1 - m) * np.float64(p),
+            before.extra["teacher"],
+            after.params,
         )
-        jax.tree.map(
-            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), after.extra["teacher"], expected
-        )
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # noqa: E731
+        jax.tree.map(close, after.extra["teacher"], expected)
+    assert not np.allclose(s1.extra["center"], 0.0)
     assert not np.allclose(s2.extra["center"], s1.extra["center"])
-    np.testing.assert_allclose(metrics["teacher_momentum"], 1 - (1 - base) * (math.cos(math.pi / 100) + 1) / 2, rtol=1e-6)
+    m1 = 1 - (1 - base) * (math.cos(math.pi / num_steps) + 1) / 2
+    np.testing.assert_allclose(metrics["teacher_momentum"], m1, rtol=1e-6)
     # Teacher temperature 0.04 -> 0.07 over 10 epochs = 100 steps: step 1 is 0.0403.
     np.testing.assert_allclose(metrics["teacher_temp"], 0.04 + 0.03 / 100, rtol=1e-5)
+    # Unfrozen at step 1, the prototypes start to move.
+    last = lambda s: np.asarray(s.params["head"]["last_layer"]["kernel"])  # noqa: E731
+    direction = lambda v: v / np.linalg.norm(v, axis=0)  # noqa: E731
+    assert not np.allclose(direction(last(s2)), direction(last(s1)), rtol=1e-6, atol=1e-7)
 
 
 def test_step_is_identical_on_one_and_eight_devices(n_devices):
-    # The last layer is frozen for the first step only, so both regimes are compared.
-    engine_checks.assert_same_on_one_and_eight(
-        engine_checks.load(SMOKE, "model.dtype=float32", EMBEDDED, "dino.freeze_last_layer_epochs=0.1")
-    )
+    # Unfrozen from the second step on, the last layer's gradient is compared too.
+    engine_checks.assert_same_on_one_and_eight(engine_checks.load(*STEP_CONFIG))
 
 
 def test_cli_smoke_and_encoder_export(tmp_path, capsys):
@@ -270,7 +319,6 @@ def test_cli_smoke_and_encoder_export(tmp_path, capsys):
     "spec, image_shape, k, crops",
     [
         ("dino_imagenet.py", (224, 224, 3), 65536, (2, 224, 8, 96)),
-        ("dino_imagenet.py:ep100", (224, 224, 3), 65536, (2, 224, 8, 96)),
         ("dino_cifar10.py", (32, 32, 3), 4096, (2, 32, 0, 32)),
         ("dino_fashion_mnist.py", (28, 28, 1), 4096, (2, 28, 6, 12)),
         ("dino_fashion_mnist.py:resnet18", (28, 28, 1), 4096, (2, 28, 6, 12)),
@@ -283,12 +331,14 @@ def test_recipes_initialize_at_full_size(spec, image_shape, k, crops):
     assert shapes.extra["center"].shape == (k,)
     assert jax.tree.structure(shapes.extra["teacher"]) == jax.tree.structure(shapes.params)
     assert shapes.params["head"]["last_layer"]["kernel"].shape == (256, k)
-    g, l, n_global, n_local = method.crop_specs()
-    assert (n_global, g[0].crop_size, n_local, l.crop_size) == crops
+    g, loc, n_global, n_local = method.crop_specs()
+    assert (n_global, g[0].crop_size, n_local, loc.crop_size) == crops
     if config.model.encoder == "vit_small":
         n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes.params["encoder"]))
         assert abs(n - 21.7e6) < 0.05e6  # ViT-S/16 at 224 px
-        assert ("scale" in shapes.params["head"]["last_layer"]) == (not config.model.head.norm_last_layer)
+        assert ("scale" in shapes.params["head"]["last_layer"]) == (
+            not config.model.head.norm_last_layer
+        )
     # The whole loss traces at full size (no compilation): every crop and the teacher fit together.
     batch = {
         "image": jax.ShapeDtypeStruct((2, *image_shape), jnp.uint8),
@@ -296,9 +346,26 @@ def test_recipes_initialize_at_full_size(spec, image_shape, k, crops):
     }
     loss, aux = jax.eval_shape(
         lambda v, b: method.loss_fn(
-            v.params, v.batch_stats, v.extra, b, rng=jax.random.key(0), step=jnp.int32(0), axis_name=None
+            v.params,
+            v.batch_stats,
+            v.extra,
+            b,
+            rng=jax.random.key(0),
+            step=jnp.int32(0),
+            axis_name=None,
         ),
         shapes,
         batch,
     )
     assert loss.shape == () and aux.extra_out["batch_center"].shape == (k,)
+
+
+def test_imagenet_variants():
+    vanilla = engine_checks.load("dino_imagenet.py:ep100")
+    assert (vanilla.num_epochs, vanilla.batch_size, vanilla.dino.teacher_temp) == (100.0, 512, 0.04)
+    assert vanilla.model.head.norm_last_layer
+    smoke = engine_checks.load("dino_imagenet.py:smoke")
+    g, loc, n_global, n_local = get_method(smoke).crop_specs()
+    assert (n_global, g[0].crop_size, n_local, loc.crop_size) == (2, 48, 2, 16)
+    with pytest.raises(ValueError, match="variant"):
+        engine_checks.load("dino_imagenet.py:nope")

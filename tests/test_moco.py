@@ -6,7 +6,6 @@ each method, and every config initializing."""
 import json
 import os
 
-import engine_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +17,8 @@ from ssl_jax import augment, cli, ema, models, optim, parallel, reporting, train
 from ssl_jax.losses import info_nce, moco_loss
 from ssl_jax.methods import get_method
 from ssl_jax.methods.moco import build_network, shuffle_bn_apply
+
+import engine_checks
 
 AXIS = parallel.DATA_AXIS
 EMBEDDED = "data.name=embedded_fashion_mnist"

@@ -95,7 +95,9 @@ def dino_view_specs(
     +-3 sigma_max (13 taps for sigma up to 2), cut to fit small crops.
     """
     if len(global_blur_prob) != len(global_solarize_prob):
-        raise ValueError("global_blur_prob and global_solarize_prob need one entry per global spec.")
+        raise ValueError(
+            "global_blur_prob and global_solarize_prob need one entry per global spec."
+        )
     base = ViewSpec(
         crop_size=global_size,
         crop_scale=tuple(global_scale),

@@ -47,7 +47,9 @@ def _check(student: jax.Array, teacher: jax.Array, center: jax.Array) -> None:
             f"{n_crops} student crops."
         )
     if n_crops * n_global - n_global == 0:
-        raise ValueError("DINO needs at least two crops (one teacher crop and another student crop).")
+        raise ValueError(
+            "DINO needs at least two crops (one teacher crop and another student crop)."
+        )
     if center.shape != (k,):
         raise ValueError(f"center must be [{k}], got {center.shape}.")
 
@@ -146,5 +148,7 @@ def update_center(
     center = as_float32(center, "center")
     batch_center = jax.lax.stop_gradient(teacher_batch_center(teacher_logits, axis_name))
     if batch_center.shape != center.shape:
-        raise ValueError(f"center {center.shape} and teacher outputs [..., {batch_center.shape[0]}].")
+        raise ValueError(
+            f"center {center.shape} and teacher outputs [..., {batch_center.shape[0]}]."
+        )
     return momentum * center + (1.0 - momentum) * batch_center

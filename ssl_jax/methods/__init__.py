@@ -43,7 +43,9 @@ def get_method(
 def register(name: str, method_cls: type[Method]) -> None:
     """Makes `method_cls` available as `config.method = name` (e.g. a composition of objectives)."""
     if name in METHODS and METHODS[name] is not method_cls:
-        raise ValueError(f"A method named {name!r} is already registered: {METHODS[name].__name__}.")
+        raise ValueError(
+            f"A method named {name!r} is already registered: {METHODS[name].__name__}."
+        )
     METHODS[name] = method_cls
 
 

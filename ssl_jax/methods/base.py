@@ -111,6 +111,13 @@ class Method(abc.ABC):
     def encoder_variables(self, params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:
         """The backbone's variables ({"params", "batch_stats"}) that transfer to downstream tasks."""
 
+    def export_encoder(self, state: TrainState) -> dict[str, PyTree]:
+        """The backbone that evaluation and fine-tuning receive (saved as the checkpoint's encoder item).
+
+        Default: the optimized backbone. Methods whose reported network is a target (DINO's teacher)
+        override this."""
+        return self.encoder_variables(state.params, state.batch_stats)
+
     @abc.abstractmethod
     def encode(self, encoder_variables: dict[str, PyTree], images: jax.Array) -> jax.Array:
         """Backbone features [b, D] (float32) of uint8 images [b, H, W, C], no augmentation, eval mode."""

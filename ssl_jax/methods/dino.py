@@ -11,16 +11,20 @@ gives for the other global crops.
 - Teacher temperature: linear warm-up from dino.warmup_teacher_temp to dino.teacher_temp over
   dino.warmup_teacher_temp_epochs, per step (DINO steps it per epoch); student temperature 0.1.
 - Last layer frozen for dino.freeze_last_layer_epochs: its parameters pass through stop_gradient while
-  step < freeze_steps, so their gradient is exactly zero. DINO sets those gradients to None, which also keeps
-  PyTorch's AdamW from decaying them; here the optimizer still applies its decoupled weight decay to the
-  frozen kernel. That shrinks the prototype vectors uniformly, and the layer divides by their norms, so its
-  output is unchanged: the layer stays frozen as a function. (Adam's step count still advances during
-  the freeze, which slightly damps the layer's first updates after it; the ViT configs warm the learning
-  rate up over 10 epochs anyway.)
+  step < freeze_steps, so their gradient is exactly zero. DINO sets those gradients to None, which makes
+  PyTorch's AdamW skip the layer altogether; here the optimizer still sees it:
+  * decoupled weight decay still shrinks the kernel, uniformly per prototype; the layer divides by those
+    norms, so its output is unchanged (it stays frozen as a function), and over one warm-up epoch the
+    shrinkage is negligible (exp(-wd * sum of lr) ~ 0.995 for the ImageNet recipe);
+  * Adam's moments stay zero while its step count advances, so after the freeze their bias correction
+    assumes history they do not have and the layer's first updates come out larger than PyTorch's: the
+    ratio (1 - b1^k) / sqrt(1 - b2^k) is ~6.5 ten steps after unfreezing, ~3 after 100, ~1.3 after 1000.
+    Matching DINO exactly needs the optimizer to skip frozen leaves (state untouched until unfrozen).
 - Teacher BatchNorm (ResNet backbones): the teacher runs in training mode (batch statistics, synchronized
   over devices), as DINO's teacher does; its running averages are never used and are not kept.
-- Evaluation exports the student backbone (the `Method` interface sees only the optimized parameters);
-  DINO reports its teacher, which is in every checkpoint under state.extra["teacher"]["encoder"].
+- Evaluation and export use the teacher backbone, as DINO reports it (`export_encoder`). A ResNet
+  teacher has no running BN statistics of its own (it always runs on batch statistics), so its exported
+  statistics are the student's running averages.
 """
 
 from __future__ import annotations
@@ -271,6 +275,12 @@ class DINO(Method):
 
     def encoder_variables(self, params, batch_stats):
         return {"params": params["encoder"], "batch_stats": batch_stats.get("encoder", {})}
+
+    def export_encoder(self, state):
+        return {
+            "params": state.extra["teacher"]["encoder"],
+            "batch_stats": state.batch_stats.get("encoder", {}),
+        }
 
     def encode(self, encoder_variables, images):
         x = common.eval_images(self.config, images)

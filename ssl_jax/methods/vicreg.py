@@ -28,7 +28,7 @@ class VICReg(TwinEmbeddingMethod):
             if value < 0:
                 raise ValueError(f"config.vicreg.{name} must be non-negative, got {value}.")
 
-    def loss_terms(self, z1, z2, *, axis_name):
+    def objective(self, z1, z2, *, axis_name):
         terms = vicreg_terms(z1, z2, axis_name=axis_name, **self.coeffs)
         loss = terms.pop("loss")
         return loss, terms

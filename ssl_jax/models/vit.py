@@ -4,7 +4,9 @@ timm/DINO's layout: a strided-conv patch embedding, a class token, position embe
 (LayerNorm -> multi-head self-attention -> residual, LayerNorm -> 4x GELU MLP -> residual) and a final
 LayerNorm; the features are the class token's output. Attention goes through `jax.nn.dot_product_attention`,
 so the backend's fused kernel is used where JAX selects one (or where `attention_implementation` asks for
-it). Parameters are float32 whatever `dtype` (the activation type) says; the features are float32.
+it). Parameters are float32 whatever `dtype` says. `dtype` (bfloat16 on accelerators) is the type of the
+matmuls, the attention and the normalized activations; the residual stream between blocks stays float32, as
+under PyTorch's autocast (12 bfloat16 additions would each round to 8 bits), and so do the features.
 
 Learned position embeddings are stored as a [1, gh, gw, D] grid for the patch grid seen at initialization
 and resized (bicubic) when an input has another grid, as DINO does for its 96-px local crops.
@@ -90,7 +92,9 @@ class DropPath(nn.Module):
         if not train or self.rate == 0.0:
             return x
         keep = 1.0 - self.rate
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+        mask = jax.random.bernoulli(
+            self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1)
+        )
         return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
 
 
@@ -121,10 +125,11 @@ class TransformerBlock(nn.Module):
             implementation=self.attention_implementation,
             name="attn",
         )(norm(name="norm1")(x))
-        x = x + DropPath(self.drop_path, name="drop_path1")(y, train)
+        # x is the float32 residual stream; y, the branch output, is in `dtype`.
+        x = x + DropPath(self.drop_path, name="drop_path1")(y, train).astype(x.dtype)
         y = dense(int(dim * self.mlp_ratio), name="fc1")(norm(name="norm2")(x))
         y = dense(dim, name="fc2")(nn.gelu(y, approximate=False))  # torch's nn.GELU is exact
-        return x + DropPath(self.drop_path, name="drop_path2")(y, train)
+        return x + DropPath(self.drop_path, name="drop_path2")(y, train).astype(x.dtype)
 
 
 class ViT(nn.Module):
@@ -196,12 +201,12 @@ class ViT(nn.Module):
         else:
             pos = jnp.asarray(sincos_2d(gh, gw, dim))
             cls_pos = jnp.zeros((1, 1, dim), jnp.float32)
-        x = (x + pos.astype(self.dtype)).reshape(batch, gh * gw, dim)
+        x = (x.astype(jnp.float32) + pos).reshape(batch, gh * gw, dim)
         if keep_indices is not None:
             x = jnp.take_along_axis(x, keep_indices[:, :, None], axis=1)
 
         cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, dim))
-        cls = jnp.broadcast_to((cls + cls_pos).astype(self.dtype), (batch, 1, dim))
+        cls = jnp.broadcast_to(cls + cls_pos, (batch, 1, dim))
         x = jnp.concatenate([cls, x], axis=1)
 
         rates = np.linspace(0.0, self.drop_path_rate, self.depth)
@@ -217,9 +222,8 @@ class ViT(nn.Module):
                 name=f"block{i}",
             )(x, train)
         x = nn.LayerNorm(
-            epsilon=self.layer_norm_eps, dtype=self.dtype, param_dtype=jnp.float32, name="norm"
+            epsilon=self.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32, name="norm"
         )(x)
-        x = x.astype(jnp.float32)
         return x if return_tokens else x[:, 0]
 
 
