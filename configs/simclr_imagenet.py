@@ -65,7 +65,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     elif variant == "smoke":
         config.data.image_size = 48
         config.augment.image_size = 48
-        config.model.encoder = "resnet18"
+        # The ImageNet pipeline (blur, 3 channels, ImageNet statistics) on a small CNN: the ResNet stems
+        # are unit-tested in tests/test_models.py, and a ResNet step is slow to compile and run on CPUs.
+        config.model.encoder = "small_cnn"
+        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
         config.model.projector.hidden_dim = 32
         config.model.projector.output_dim = 16
         config.batch_size = 8
