@@ -87,6 +87,21 @@ def all_gather(x: jax.Array, axis_name: str | None) -> jax.Array:
     return x if axis_name is None else jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
 
 
+def all_gather_replicated(x: jax.Array, axis_name: str | None) -> jax.Array:
+    """Like `all_gather`, but typed as replicated, so shard_map can return it with `out_specs=P()`.
+
+    `lax.all_gather`'s result is typed as varying over the axis; a psum of zero-padded blocks is exact
+    (each entry adds only zeros) and replicated. It moves devices x more bytes than a gather: use it for
+    small arrays (gathered keys, statistics), not activations.
+    """
+    if axis_name is None:
+        return x
+    n = x.shape[0]
+    padded = jnp.zeros((jax.lax.axis_size(axis_name) * n, *x.shape[1:]), x.dtype)
+    padded = jax.lax.dynamic_update_slice_in_dim(padded, x, jax.lax.axis_index(axis_name) * n, 0)
+    return jax.lax.psum(padded, axis_name)
+
+
 def pmean(x: Any, axis_name: str | None) -> Any:
     return x if axis_name is None else jax.lax.pmean(x, axis_name)
 

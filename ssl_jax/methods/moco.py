@@ -59,20 +59,6 @@ KEY_BN_SCHEMES = ("shuffle", "sync")
 # ----------------------------------------------------------------------------- collectives
 
 
-def gather_replicated(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """All devices' rows of x, concatenated along axis 0, typed as replicated.
-
-    `lax.all_gather`'s result is typed as varying over the axis, so shard_map refuses to return it as
-    replicated; this psum of zero-padded blocks is exact (each entry adds only zeros) and is replicated.
-    """
-    if axis_name is None:
-        return x
-    n = x.shape[0]
-    padded = jnp.zeros((jax.lax.axis_size(axis_name) * n, *x.shape[1:]), x.dtype)
-    padded = jax.lax.dynamic_update_slice_in_dim(padded, x, jax.lax.axis_index(axis_name) * n, 0)
-    return jax.lax.psum(padded, axis_name)
-
-
 def shuffle_bn_apply(
     fn: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]],
     images: jax.Array,
@@ -100,7 +86,9 @@ def shuffle_bn_apply(
     start = parallel.axis_index(axis_name) * n
     mine = jax.lax.dynamic_slice_in_dim(perm, start, n)  # the global rows this device encodes
     out, aux = fn(all_images[mine], all_ids[mine])
-    shuffled = gather_replicated(out, axis_name)  # row j holds the output of global row perm[j]
+    shuffled = parallel.all_gather_replicated(
+        out, axis_name
+    )  # row j holds the output of global row perm[j]
     unshuffled = shuffled[jnp.argsort(perm)]
     return jax.lax.dynamic_slice_in_dim(unshuffled, start, n), unshuffled, aux
 
@@ -315,7 +303,7 @@ class MoCoV2(_MoCoBase):
             else:
                 fn = self._key_fn(extra, target_stats, rng, view, bn_axis_name=axis_name)
                 local, target_stats = fn(images, ids)
-                everyone = gather_replicated(local, axis_name)
+                everyone = parallel.all_gather_replicated(local, axis_name)
             # Targets: the key network is not trained by gradient (it is not in `params` either).
             keys[view] = jax.lax.stop_gradient(local)
             global_keys.append(jax.lax.stop_gradient(everyone))
