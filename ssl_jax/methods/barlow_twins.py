@@ -27,10 +27,7 @@ class TwinEmbeddingMethod(TwoViewMethod):
     """
 
     def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
-        if self.config.augment.get("preset") == "byol":
-            return common.view_spec(self.config, view=0), common.view_spec(self.config, view=1)
-        spec = common.view_spec(self.config)
-        return spec, spec
+        return common.view_pair(self.config)
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del extra, step

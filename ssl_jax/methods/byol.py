@@ -115,10 +115,7 @@ class BYOL(Method):
         )
 
     def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
-        if self.config.augment.get("preset") == "byol":
-            return common.view_spec(self.config, view=0), common.view_spec(self.config, view=1)
-        spec = common.view_spec(self.config)
-        return spec, spec
+        return common.view_pair(self.config)
 
     def tau(self, step: jax.Array | int) -> jax.Array:
         """The target decay used for the update after optimizer step `step` (0-based)."""

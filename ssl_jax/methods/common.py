@@ -69,6 +69,14 @@ def view_spec(config: ml_collections.ConfigDict, **overrides: Any) -> augment.Vi
     return augment.ViewSpec.from_config(fields)
 
 
+def view_pair(config: ml_collections.ConfigDict) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+    """The two views' specs: BYOL's asymmetric pair for augment preset "byol", else one spec twice."""
+    if config.augment.get("preset") == "byol":
+        return view_spec(config, view=0), view_spec(config, view=1)
+    spec = view_spec(config)
+    return spec, spec
+
+
 def eval_images(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
     """uint8 [b, H, W, C] -> normalized float input of the backbone, deterministically."""
     data = config.data

@@ -190,10 +190,7 @@ class _MoCoBase(Method):
 
     def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
         """The two views: BYOL's asymmetric pair for preset "byol" (MoCo v3), else one spec twice."""
-        if self.config.augment.get("preset") == "byol":
-            return common.view_spec(self.config, view=0), common.view_spec(self.config, view=1)
-        spec = common.view_spec(self.config)
-        return spec, spec
+        return common.view_pair(self.config)
 
     def _views(self, rng, images, ids, which=(1, 2)) -> list[jax.Array]:
         specs = self.view_specs()
