@@ -22,7 +22,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint, config_util, data, optim, parallel, reporting
-from ssl_jax.methods import LossAux, Method, TrainState, get_method
+from ssl_jax.methods import LossAux, Method, TrainState, get_method, method_class
 
 # What the host sends to the devices each step; labels stay on the host unless a method asks for them.
 STEP_KEYS = ("image", "example_ids")
@@ -208,7 +208,7 @@ def pretrain(
 
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
-    get_method(config)  # an unknown method name fails before any data is read
+    method_class(config.method)  # an unknown method name fails before any data is read
     train_source = data.get_source(config.data, "train")
     check_source(train_source, config)
     steps_per_epoch, num_steps = total_steps(config, len(train_source))

@@ -34,10 +34,15 @@ def get_method(
     steps_per_epoch: int | None = None,
 ) -> Method:
     """The method named by `config.method`, bound to `config` (and to the run's length when training)."""
-    name = config.method
+    method_cls = method_class(config.method)
+    return method_cls(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
+
+
+def method_class(name: str) -> type[Method]:
+    """The class registered as `name`; an unknown name is an error listing the valid ones."""
     if name not in METHODS:
         raise ValueError(f"Unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}.")
-    return METHODS[name](config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
+    return METHODS[name]
 
 
 def register(name: str, method_cls: type[Method]) -> None:
@@ -57,5 +62,6 @@ __all__ = [
     "TwoViewMethod",
     "Variables",
     "get_method",
+    "method_class",
     "register",
 ]
