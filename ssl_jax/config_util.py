@@ -97,17 +97,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
             if i < len(parts) - 1:
                 node = node[part]
         last = parts[-1]
-        value = _parse_value(text, node[last])
-        with node.unlocked() if hasattr(node, "unlocked") else _null():
-            node[last] = value
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+        node[last] = _parse_value(text, node[last])
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:
