@@ -36,13 +36,17 @@ def batch_for(config, mesh, step: int):
     return parallel.shard_batch({k: batch[k] for k in train.STEP_KEYS}, mesh)
 
 
-def step_results(config, n_devices: int, num_train_steps: int = 2, run_steps: int = 100):
-    mesh = parallel.make_mesh(jax.devices()[:n_devices])
-    method = get_method(config, num_steps=run_steps, steps_per_epoch=10)
+def build(config, mesh, *, method=None, run_steps: int = 100):
+    """(replicated initial state, jitted step) for a 28x28x1 run of `run_steps` steps on `mesh`."""
+    method = method or get_method(config, num_steps=run_steps, steps_per_epoch=10)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, run_steps), run_steps)
     state = train.create_train_state(method, tx, jax.random.PRNGKey(0), (28, 28, 1))
-    state = parallel.replicate(state, mesh)
-    step_fn = train.make_train_step(method, tx, schedule, mesh)
+    return parallel.replicate(state, mesh), train.make_train_step(method, tx, schedule, mesh)
+
+
+def step_results(config, n_devices: int, num_train_steps: int = 2, run_steps: int = 100):
+    mesh = parallel.make_mesh(jax.devices()[:n_devices])
+    state, step_fn = build(config, mesh, run_steps=run_steps)
     for i in range(num_train_steps):
         state, metrics = step_fn(state, batch_for(config, mesh, i))
     return jax.device_get((state, metrics))

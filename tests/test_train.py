@@ -9,8 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ssl_jax import checkpoint, cli, config_util, data, optim, parallel, reporting, train
-from ssl_jax.methods import SimCLR, get_method
+from ssl_jax import checkpoint, cli, config_util, parallel, reporting, train
+from ssl_jax.methods import SimCLR
+
+import engine_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -25,29 +27,14 @@ def tiny_config(**changes) -> ml_collections.ConfigDict:
     return config
 
 
-def _state_and_step(config, mesh, method=None):
-    method = method or get_method(config, num_steps=100, steps_per_epoch=10)
-    tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, 100), 100)
-    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), (28, 28, 1))
-    return parallel.replicate(state, mesh), train.make_train_step(method, tx, schedule, mesh)
-
-
-def _batch(mesh, step=0, n=16):
-    source = data.get_source(ml_collections.ConfigDict({"name": "embedded_fashion_mnist"}), "train")
-    loader = data.BatchLoader(source, n, seed=0, start_step=step)
-    batch = next(loader)
-    loader.close()
-    return parallel.shard_batch({k: batch[k] for k in train.STEP_KEYS}, mesh)
-
-
 def test_step_is_identical_on_one_and_eight_devices(n_devices):
     config = tiny_config(**{"model.dtype": "'float32'"})
     results = {}
     for n in (1, 8):
         mesh = parallel.make_mesh(jax.devices()[:n])
-        state, step_fn = _state_and_step(config, mesh)
+        state, step_fn = engine_checks.build(config, mesh)
         for i in range(2):  # two steps: the second sees updated BN statistics and momentum
-            state, metrics = step_fn(state, _batch(mesh, step=i))
+            state, metrics = step_fn(state, engine_checks.batch_for(config, mesh, i))
         results[n] = jax.device_get((state, metrics))
     (s1, m1), (s8, m8) = results[1], results[8]
     np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
@@ -73,10 +60,10 @@ def test_step_compiles_once_and_learns(n_devices):
 
     config = tiny_config()
     mesh = parallel.make_mesh()
-    state, step_fn = _state_and_step(config, mesh, CountingSimCLR(config))
+    state, step_fn = engine_checks.build(config, mesh, method=CountingSimCLR(config))
     losses = []
     for i in range(4):
-        state, metrics = step_fn(state, _batch(mesh, step=i))
+        state, metrics = step_fn(state, engine_checks.batch_for(config, mesh, i))
         losses.append(float(metrics["loss"]))
     assert len(traces) == 1, f"the step was traced {len(traces)} times"
     assert all(np.isfinite(losses))
@@ -86,9 +73,9 @@ def test_step_compiles_once_and_learns(n_devices):
 def test_state_is_donated(n_devices):
     config = tiny_config()
     mesh = parallel.make_mesh()
-    state, step_fn = _state_and_step(config, mesh)
+    state, step_fn = engine_checks.build(config, mesh)
     leaf = jax.tree.leaves(state.params)[0]
-    step_fn(state, _batch(mesh))
+    step_fn(state, engine_checks.batch_for(config, mesh, 0))
     assert leaf.is_deleted(), "the old state's buffers should be donated to the new state"
 
 
