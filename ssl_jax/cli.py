@@ -1,7 +1,7 @@
 """`ssl-jax`: parse the command line, load the config, call one library function.
 
 ssl-jax pretrain [--config FILE[:variant]] [--workdir DIR] [--config.key=value ...] [--overwrite]
-ssl-jax evaluate --workdir DIR [--protocol knn|linear ...] [--step N] [--config.key=value ...]
+ssl-jax evaluate --workdir DIR [--protocol NAME ...] [--step N] [--config.key=value ...]
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a pre-trained encoder from its workdir")
     ev.add_argument("--workdir", required=True)
     ev.add_argument(
-        "--protocol", action="append", choices=("knn", "linear"), help="repeatable; default: both"
+        "--protocol",
+        action="append",
+        help="knn, linear, or a protocol the method adds; repeatable (default: config.eval.protocols)",
     )
     ev.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     return parser
@@ -91,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from ssl_jax import evaluate
 
-            protocols = tuple(args.protocol or ("knn", "linear"))
+            protocols = tuple(args.protocol) if args.protocol else None
             results = evaluate.evaluate_workdir(
                 args.workdir, protocols, step=args.step, overrides=overrides
             )
@@ -106,14 +108,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def summary(results: dict) -> str:
+    """One line per protocol: its headline number (top-1 accuracy, or the first scalar) and the rest."""
     lines = []
-    for protocol in ("knn", "linear"):
-        if protocol in results:
-            r = results[protocol]
-            extra = {k: v for k, v in r.items() if k != "top1"}
-            lines.append(
-                f"{protocol:>7} top-1 accuracy: {100 * r['top1']:.2f}%  {json.dumps(extra)}"
-            )
+    for protocol, r in results.items():
+        if not isinstance(r, dict):
+            continue
+        scalars = {k: v for k, v in r.items() if isinstance(v, (int, float))}
+        if "top1" in r:
+            head = f"top-1 accuracy: {100 * r['top1']:.2f}%"
+            rest = {k: v for k, v in r.items() if k != "top1"}
+        elif scalars:
+            key = next(iter(scalars))
+            head = f"{key}: {scalars[key]:.4g}"
+            rest = {k: v for k, v in r.items() if k != key}
+        else:
+            head, rest = "", r
+        lines.append(f"{protocol:>7} {head}  {json.dumps(rest, default=str)}")
     return "\n".join(lines)
 
 

@@ -47,20 +47,53 @@ def evaluate_encoder(
     *,
     mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, Any]:
-    """Runs `protocols` ("knn", "linear") on the frozen features of `method.encode` on config.data."""
+    """Runs `protocols` on the encoder: feature protocols ("knn", "linear") on the frozen features of
+    `method.encode` over config.data's train and test splits (extracted once), model protocols
+    (MODEL_PROTOCOLS, e.g. fine-tuning) and the method's own (`method.protocols()`)."""
+    own = method.protocols()
+    valid = {**FEATURE_PROTOCOLS, **MODEL_PROTOCOLS, **own}
+    unknown = set(protocols) - set(valid)
+    if unknown:
+        raise ValueError(
+            f"Unknown protocol(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}."
+        )
+    results: dict[str, Any] = {}
+    feature_protocols = [p for p in protocols if p in FEATURE_PROTOCOLS and p not in own]
+    if feature_protocols:
+        (train_x, train_y), (test_x, test_y) = _features(config, method, encoder_variables, mesh)
+        for protocol in feature_protocols:
+            results[protocol] = FEATURE_PROTOCOLS[protocol](
+                config.eval,
+                train_x,
+                train_y,
+                test_x,
+                test_y,
+                int(config.data.num_classes),
+                config.seed,
+            )
+    for protocol in protocols:
+        if protocol in own:
+            results[protocol] = own[protocol](config, encoder_variables, mesh=mesh)
+        elif protocol in MODEL_PROTOCOLS:
+            results[protocol] = MODEL_PROTOCOLS[protocol](
+                config, method, encoder_variables, mesh=mesh
+            )
+    return {p: results[p] for p in protocols}
+
+
+def _features(config, method, encoder_variables, mesh):
+    """((train features, labels), (test features, labels)), all rows on every process."""
     from ssl_jax import data
 
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise ValueError(f"Unknown protocol(s) {sorted(unknown)}; valid: {', '.join(PROTOCOLS)}.")
     eval_cfg = config.eval
     batch_size = _eval_batch_size(eval_cfg.batch_size, mesh)
+    input_key = method.batch_keys[0]
     features = {}
     for split in ("train", "test"):
         source = data.get_source(config.data, split)
         limit = eval_cfg.get("max_train_examples", 0)
         if split == "train" and 0 < limit < len(source):
-            source = data.ArraySource(**_subset(source, limit, seed=config.seed))
+            source = SubsetSource(source, limit, seed=config.seed)
         features[split] = extract_features(
             method.encode,
             encoder_variables,
@@ -69,30 +102,31 @@ def evaluate_encoder(
                 batch_size,
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
+                keys=(input_key, "label"),
             ),
             mesh=mesh,
+            input_key=input_key,
         )
     # Each process extracted its own rows; every protocol needs all of them.
     features = {k: tuple(parallel.gather_processes(a) for a in v) for k, v in features.items()}
-    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
-    num_classes = int(config.data.num_classes)
-    results: dict[str, Any] = {}
-    for protocol in protocols:
-        results[protocol] = PROTOCOLS[protocol](
-            eval_cfg, train_x, train_y, test_x, test_y, num_classes, config.seed
-        )
-    return results
+    return features["train"], features["test"]
 
 
-def _subset(source: Any, n: int, *, seed: int) -> dict[str, Any]:
-    """A fixed random subset of n rows (not the first n: some sources are sorted by class)."""
-    rows = source.get(np.sort(np.random.default_rng(seed).choice(len(source), n, replace=False)))
-    return {
-        "images": rows["image"],
-        "labels": rows["label"],
-        "num_classes": source.num_classes,
-        "name": f"{source.name}[{n} of {len(source)}]",
-    }
+class SubsetSource:
+    """A fixed random subset of n rows of `source` (not the first n: some sources are sorted by class)."""
+
+    def __init__(self, source: Any, n: int, *, seed: int):
+        self._source = source
+        self._rows = np.sort(np.random.default_rng(seed).choice(len(source), n, replace=False))
+        self.name = f"{source.name}[{n} of {len(source)}]"
+        self.num_classes = source.num_classes
+        self.image_shape = getattr(source, "image_shape", None)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return self._source.get(self._rows[np.asarray(indices)])
 
 
 def _run_knn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
@@ -124,7 +158,10 @@ def _run_linear(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
     )
 
 
-PROTOCOLS = {"knn": _run_knn, "linear": _run_linear}
+# fn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed) on frozen features.
+FEATURE_PROTOCOLS = {"knn": _run_knn, "linear": _run_linear}
+# fn(config, method, encoder_variables, *, mesh) -> results: protocols that train the encoder itself.
+MODEL_PROTOCOLS: dict[str, Any] = {}
 
 
 def write_results(workdir: str, results: dict[str, Any]) -> str:
@@ -142,7 +179,7 @@ def write_results(workdir: str, results: dict[str, Any]) -> str:
 
 def evaluate_workdir(
     workdir: str,
-    protocols: Sequence[str] = ("knn", "linear"),
+    protocols: Sequence[str] | None = None,
     *,
     step: int | None = None,
     overrides: Sequence[str] = (),
@@ -155,6 +192,7 @@ def evaluate_workdir(
     config_util.apply_overrides(config, overrides)
     method = get_method(config)
     encoder, step = checkpoint.load_encoder(workdir, step)
+    protocols = tuple(config.eval.protocols) if protocols is None else tuple(protocols)
     results = evaluate_encoder(config, method, encoder, protocols, mesh=parallel.make_mesh())
     results["step"] = int(step)
     write_results(workdir, results)

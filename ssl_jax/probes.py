@@ -385,10 +385,11 @@ def extract_features(
     batches: Iterable[Mapping[str, Any]],
     *,
     mesh: Mesh | None = None,
+    input_key: str = "image",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Runs the jitted `apply_fn(variables, images_uint8) -> [b, D]` over `batches`.
+    """Runs the jitted `apply_fn(variables, inputs) -> [b, D]` over `batches`.
 
-    Each batch is a dict with "image", "label" and optionally a boolean "mask" whose False rows are
+    Each batch is a dict with `input_key` (uint8 images, or tokens), "label" and optionally a boolean "mask" whose False rows are
     padding and are dropped. With a `mesh`, each batch is split over its data axis and `variables`
     are replicated. Returns this process's (features [N, D], labels [N]) as host arrays, in order.
     """
@@ -407,7 +408,7 @@ def extract_features(
 
     pending = None
     for batch in batches:
-        images = batch["image"]
+        images = batch[input_key]
         if mesh is not None:
             parallel.check_batch_size(images.shape[0] * jax.process_count(), mesh)
             images = parallel.shard_batch(images, mesh)

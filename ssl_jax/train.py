@@ -24,8 +24,11 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax import checkpoint, config_util, data, optim, parallel, reporting
 from ssl_jax.methods import LossAux, Method, TrainState, get_method, method_class
 
-# What the host sends to the devices each step; labels stay on the host unless a method asks for them.
-STEP_KEYS = ("image", "example_ids")
+
+def step_keys(method: Method) -> tuple[str, ...]:
+    """What the host sends to the devices each step: the method's `batch_keys` and the global row ids
+    (labels stay on the host unless a method asks for them)."""
+    return (*method.batch_keys, "example_ids")
 
 
 def create_train_state(
@@ -150,8 +153,16 @@ def optimizer_config(config, steps_per_epoch: int, num_steps: int) -> ml_collect
     return cfg
 
 
-def check_source(source: Any, config: ml_collections.ConfigDict) -> None:
-    """The data must match what the config's model was built for (channel count)."""
+def check_source(source: Any, config: ml_collections.ConfigDict, input_key: str = "image") -> None:
+    """The data must hold the method's input, and images must match the config's channel count."""
+    example = source.get(np.zeros(1, np.int64))
+    if input_key not in example:
+        raise ValueError(
+            f"Dataset {source.name!r} provides {sorted(example)}, but method {config.method!r} "
+            f"trains on {input_key!r}; choose a dataset that has it (config.data.name)."
+        )
+    if input_key != "image":
+        return
     channels = config.data.channels
     if source.image_shape[-1] != channels:
         raise ValueError(
@@ -210,9 +221,10 @@ def pretrain(
     parallel.check_batch_size(config.batch_size, mesh)
     method_class(config.method)  # an unknown method name fails before any data is read
     train_source = data.get_source(config.data, "train")
-    check_source(train_source, config)
     steps_per_epoch, num_steps = total_steps(config, len(train_source))
     method = get_method(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
+    input_key = method.batch_keys[0]
+    check_source(train_source, config, input_key)
     tx, schedule = optim.make_optimizer(
         optimizer_config(config, steps_per_epoch, num_steps), num_steps
     )
@@ -220,7 +232,7 @@ def pretrain(
     is_main = jax.process_index() == 0
 
     state = create_train_state(
-        method, tx, jax.random.PRNGKey(config.seed), tuple(train_source.image_shape)
+        method, tx, jax.random.PRNGKey(config.seed), data.example_shape(train_source, input_key)
     )
     state = parallel.replicate(state, mesh)
     ckpt = checkpoint.Checkpointer(
@@ -242,7 +254,9 @@ def pretrain(
         start_step=start,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        keys=method.batch_keys,
     )
+    keys = step_keys(method)
     step_fn = make_train_step(method, tx, schedule, mesh)
     progress = reporting.Progress(
         total=num_steps, initial=start, images_per_step=config.batch_size, enabled=is_main
@@ -265,7 +279,7 @@ def pretrain(
     try:
         for step in range(start, num_steps):
             batch = next(loader)
-            batch = parallel.shard_batch({k: batch[k] for k in STEP_KEYS}, mesh)
+            batch = parallel.shard_batch({k: batch[k] for k in keys}, mesh)
             state, metrics = step_fn(state, batch)
             done = step + 1
             if pending is not None:

@@ -29,18 +29,21 @@ def load(spec: str, *overrides: str) -> ml_collections.ConfigDict:
 
 
 def batch_for(config, mesh, step: int):
+    keys = train.step_keys(get_method(config))
     source = data.get_source(config.data, "train")
-    loader = data.BatchLoader(source, config.batch_size, seed=0, start_step=step)
+    loader = data.BatchLoader(source, config.batch_size, seed=0, start_step=step, keys=keys[:-1])
     batch = next(loader)
     loader.close()
-    return parallel.shard_batch({k: batch[k] for k in train.STEP_KEYS}, mesh)
+    return parallel.shard_batch({k: batch[k] for k in keys}, mesh)
 
 
 def build(config, mesh, *, method=None, run_steps: int = 100):
-    """(replicated initial state, jitted step) for a 28x28x1 run of `run_steps` steps on `mesh`."""
+    """(replicated initial state, jitted step) for a run of `run_steps` steps on `mesh`, shaped for
+    the first example of config.data (28x28x1 for Fashion-MNIST)."""
     method = method or get_method(config, num_steps=run_steps, steps_per_epoch=10)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, run_steps), run_steps)
-    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), (28, 28, 1))
+    shape = data.example_shape(data.get_source(config.data, "train"), method.batch_keys[0])
+    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), shape)
     return parallel.replicate(state, mesh), train.make_train_step(method, tx, schedule, mesh)
 
 
@@ -64,8 +67,12 @@ def assert_same_on_one_and_eight(config, rtol: float = 1e-4, atol: float = 1e-5)
     jax.tree.map(close, s1.extra, s8.extra)
 
 
-def run_smoke(spec: str, workdir: str, *overrides: str) -> int:
-    """`ssl-jax pretrain --config configs/<spec> --workdir DIR --config.data.name=embedded_fashion_mnist`."""
+def run_smoke(
+    spec: str, workdir: str, *overrides: str, data_name: str | None = "embedded_fashion_mnist"
+) -> int:
+    """`ssl-jax pretrain --config configs/<spec> --workdir DIR --config.data.name=<data_name>`
+    (data_name None: the config's own data, e.g. a text corpus)."""
     argv = ["pretrain", "--config", os.path.join(CONFIGS, spec), "--workdir", workdir]
-    argv += ["--config.data.name=embedded_fashion_mnist", *overrides]
-    return cli.main(argv)
+    if data_name is not None:
+        argv.append(f"--config.data.name={data_name}")
+    return cli.main([*argv, *overrides])

@@ -450,6 +450,11 @@ SOURCES: dict[str, Callable[[Any, str], Source]] = {
 }
 
 
+def example_shape(source: Source, key: str = "image") -> tuple[int, ...]:
+    """The shape of one example's `key` field ([H, W, C] for "image", [L] for "tokens")."""
+    return tuple(np.asarray(source.get(np.zeros(1, np.int64))[key]).shape[1:])
+
+
 def get_source(data_cfg: Any, split: str) -> Source:
     """The source named by `data_cfg.name` (a key of SOURCES) for `split` ("train" or "test")."""
     name = _cfg(data_cfg, "name")

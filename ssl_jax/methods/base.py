@@ -9,6 +9,7 @@ branches on a method's name.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax
@@ -60,6 +61,11 @@ class LossAux(NamedTuple):
 class Method(abc.ABC):
     """A self-supervised method: networks, augmentation and loss, bound to a config."""
 
+    #: The source fields the training step receives besides "example_ids". `init` gets the shape of one
+    #: example of the first; evaluation feeds that field to `encode`. Image methods read "image"; a text
+    #: method reads "tokens"; a method that trains on labels (supervised pre-training) adds "label".
+    batch_keys: tuple[str, ...] = ("image",)
+
     def __init__(
         self,
         config: ml_collections.ConfigDict,
@@ -80,7 +86,8 @@ class Method(abc.ABC):
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
-        """Initializes the method's variables for uint8 inputs of `image_shape` ([H, W, C])."""
+        """Initializes the method's variables for inputs whose examples have `image_shape`: the shape of
+        one example of `batch_keys[0]` ([H, W, C] for images, [L] for token sequences)."""
 
     @abc.abstractmethod
     def loss_fn(
@@ -120,4 +127,13 @@ class Method(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, encoder_variables: dict[str, PyTree], images: jax.Array) -> jax.Array:
-        """Backbone features [b, D] (float32) of uint8 images [b, H, W, C], no augmentation, eval mode."""
+        """Backbone features [b, D] (float32) of a batch of `batch_keys[0]` (uint8 images [b, H, W, C],
+        or tokens [b, L]), no augmentation, eval mode."""
+
+    def protocols(self) -> dict[str, Callable[..., dict[str, Any]]]:
+        """Evaluation protocols this method adds to ssl_jax.evaluate's generic ones (kNN, linear, ...).
+
+        name -> fn(config, encoder_variables, *, mesh) -> results dict (e.g. CLIP's zero-shot accuracy,
+        a language model's validation perplexity). `config.eval.protocols` and `ssl-jax evaluate
+        --protocol` select them by name like any other."""
+        return {}
