@@ -243,8 +243,9 @@ def pretrain(
         state, position = ckpt.restore(start, state)
         start = int(position["step"])
         if is_main:
-            reporting.truncate_metrics(workdir, start)
             print(f"Resuming from the checkpoint at step {start} in {workdir}.", flush=True)
+    if is_main:  # drops what a run killed after its last checkpoint (or before its first) logged
+        reporting.truncate_metrics(workdir, start if start else -1)
 
     writer = reporting.MetricsWriter(workdir, enabled=is_main)
     loader = data.BatchLoader(
