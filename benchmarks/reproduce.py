@@ -1,12 +1,24 @@
-"""Pre-trains a list of method configs on one dataset and evaluates each (kNN, linear probe), writing a
-results table with the command and the machine.
+"""Pre-trains a list of method configs on one dataset, runs every evaluation protocol on each, and writes
+the results: one table per protocol (with the published number beside ours where one exists), the
+command and the machine, and PNG plots (loss curves, kNN accuracy over training, a 2-D PCA projection of
+the test features).
 
   python benchmarks/reproduce.py --data-dir ../shared/data/fashion-mnist --variant small_cnn \
-      --epochs 2 --methods simclr,byol,simsiam,barlow_twins,vicreg,dino,moco_v2,moco_v3
+      --epochs 1 --finetune-steps 100 --baseline \
+      --methods simclr,byol,simsiam,barlow_twins,vicreg,dino,moco_v2,moco_v3,simclr_vicreg
 
-Each method runs `configs/<method>_fashion_mnist.py:<variant>` through `ssl_jax.train.pretrain` into
-runs/reproduce/<method>, so a re-run resumes finished work instead of repeating it. The table goes to
-benchmarks/results/fashion_mnist.md (rows are rewritten as each method finishes).
+Each method runs `configs/<method>_<dataset>.py:<variant>` through `ssl_jax.train.pretrain` into
+runs/reproduce/<dataset>/<method>, so a re-run resumes finished work instead of repeating it. `--variant ''`
+selects the configs' main recipe (ResNet-18 for Fashion-MNIST and CIFAR-10): a GPU job.
+
+Budget flags: --epochs (pre-training epochs of the train split), --batch-size, --finetune-steps (optimizer
+steps of each fine-tuning protocol; 0 keeps the config's eval.finetune_epochs), --knn-every (kNN on the
+test split every N pre-training steps, for the curve; 0: half an epoch). --baseline adds the untrained
+encoder (random initialization) through the same protocols: for the fine-tuning protocols this is the
+from-scratch baseline that pre-training is compared against.
+
+Writes benchmarks/results/<dataset>.md (tables; any text after the `<!-- notes -->` line of an existing file
+is kept), <dataset>.json (the rows, read back by --append) and <dataset>_{loss,knn,pca}.png.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 
@@ -22,9 +35,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
-from ssl_jax import config_util, evaluate, optim, parallel, train  # noqa: E402
+from ssl_jax import (  # noqa: E402
+    checkpoint,
+    config_util,
+    data,
+    evaluate,
+    finetune,
+    optim,
+    parallel,
+    probes,
+    reporting,
+    train,
+)
 from ssl_jax.methods import get_method  # noqa: E402
+
+DEFAULT_METHODS = "simclr,byol,simsiam,barlow_twins,vicreg,dino,moco_v2,moco_v3,simclr_vicreg"
+DEFAULT_PROTOCOLS = "knn,linear,finetune_1pct,finetune_10pct"
+BASELINE = "random init"
+NOTES_MARKER = "<!-- notes -->"
+PCA_POINTS = 2000  # test images in the projection plot
+
+PROTOCOL_TEXT = {
+    "knn": "kNN: cosine similarity, k and T from config.eval (20, 0.07), weighted vote over all training "
+    "features.",
+    "linear": "Linear probe: softmax regression on frozen, standardized features; L2 chosen on a held-out "
+    "10% of the training split, never on the test split.",
+    "finetune": "Fine-tuning: encoder + new linear head, all training labels (AdamW, warm-up + cosine, "
+    "random-resized-crop + flip, BN in training mode).",
+    "finetune_10pct": "Fine-tuning on 10% of the training labels (class-balanced subset fixed by the seed).",
+    "finetune_1pct": "Fine-tuning on 1% of the training labels (class-balanced subset fixed by the seed).",
+}
 
 
 def machine() -> str:
@@ -35,141 +77,322 @@ def machine() -> str:
     )
 
 
-def run(method: str, args) -> dict:
-    spec = os.path.join(ROOT, "configs", f"{method}_fashion_mnist.py:{args.variant}")
+def published(method: str, dataset: str, protocol: str) -> str:
+    """The published number a config's docstring quotes ("reports 92.58% top-1"), for the linear
+    protocol (solo-learn's numbers come from its online linear classifier); "—" where none exists."""
+    path = os.path.join(ROOT, "configs", f"{method}_{dataset}.py")
+    if protocol != "linear" or not os.path.isfile(path):
+        return "—"
+    import ast
+
+    with open(path) as f:
+        doc = ast.get_docstring(ast.parse(f.read())) or ""
+    match = re.search(r"reports\s+(\d+(?:\.\d+)?)%[^.%]{0,40}?top-1", doc)
+    if not match:
+        return "—"
+    source = (
+        "solo-learn"
+        if "solo-learn" in doc[max(0, match.start() - 200) : match.start()]
+        else "paper"
+    )
+    return f"{match.group(1)}% ({source})"
+
+
+def config_file(method: str, args) -> str:
+    return os.path.join(ROOT, "configs", f"{method}_{args.dataset}.py")
+
+
+def config_spec(method: str, args) -> tuple[str, str]:
+    rel = f"configs/{method}_{args.dataset}.py:{args.variant}"
+    return os.path.join(ROOT, rel), rel
+
+
+def load(method: str, args):
+    spec, _ = config_spec(method, args)
     config = config_util.load_config(spec)
     overrides = [
-        f"data.data_dir={args.data_dir}",
         f"num_epochs={args.epochs}",
         f"batch_size={args.batch_size}",
-        "eval_every_steps=0",
         f"checkpoint_every_steps={10**9}",
+        f"eval.protocols={tuple(args.protocols)!r}",
     ]
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    if args.finetune_steps:
+        overrides.append(f"eval.finetune_steps={args.finetune_steps}")
     config_util.apply_overrides(config, overrides)
-    workdir = os.path.join(args.workdir, method)
-    start = time.perf_counter()
-    results = train.pretrain(config, workdir)
+    return config
+
+
+def test_features(config, method, encoder, mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of the first PCA_POINTS test images."""
+    source = data.get_source(config.data, "test")
+    source = finetune.RowsSource(source, np.arange(min(PCA_POINTS, len(source))))
+    batch = max(
+        parallel.num_shards(mesh), 512 // parallel.num_shards(mesh) * parallel.num_shards(mesh)
+    )
+    return probes.extract_features(
+        method.encode,
+        encoder,
+        data.eval_batches(source, batch, keys=(method.batch_keys[0], "label")),
+        mesh=mesh,
+        input_key=method.batch_keys[0],
+    )
+
+
+def row(method: str, args, config, results: dict, seconds: float, epochs: float) -> dict:
+    _, rel = config_spec(method if method != BASELINE else "simclr", args)
     return {
         "method": method,
-        "config": f"configs/{method}_fashion_mnist.py:{args.variant}",
+        "config": rel,
         "encoder": config.model.encoder,
-        "epochs": args.epochs,
-        "batch": args.batch_size,
-        "knn": results["knn"]["top1"],
-        "linear": results["linear"]["top1"],
-        "seconds": time.perf_counter() - start,
+        "epochs": epochs,
+        "batch": config.batch_size if epochs else 0,
+        "top1": {p: results[p]["top1"] for p in args.protocols if "top1" in results.get(p, {})},
+        "details": {p: results[p] for p in args.protocols if p in results},
+        "seconds": seconds,
     }
 
 
-def random_init_baseline(args) -> dict:
-    """The same encoder, untrained (SimCLR's initialization), through the same protocols."""
-    spec = os.path.join(ROOT, "configs", f"simclr_fashion_mnist.py:{args.variant}")
-    config = config_util.load_config(spec)
-    config_util.apply_overrides(config, [f"data.data_dir={args.data_dir}"])
+def run(method: str, args, mesh) -> dict:
+    config = load(method, args)
+    steps_per_epoch = len(data.get_source(config.data, "train")) // config.batch_size
+    config.eval_every_steps = args.knn_every or max(1, steps_per_epoch // 2)
+    workdir = os.path.join(args.workdir, args.dataset, method)
     start = time.perf_counter()
-    mesh = parallel.make_mesh()
+    results = train.pretrain(config, workdir)
+    seconds = time.perf_counter() - start
+    encoder, _ = checkpoint.load_encoder(workdir)
+    x, y = test_features(config, get_method(config), encoder, mesh)
+    np.savez(os.path.join(workdir, "test_features.npz"), features=x, labels=y)
+    return row(method, args, config, results, seconds, args.epochs)
+
+
+def random_init_baseline(args, mesh) -> dict:
+    """SimCLR's encoder, untrained, through the same protocols (fine-tuning = training from scratch)."""
+    config = load("simclr", args)
+    start = time.perf_counter()
     method = get_method(config, num_steps=1, steps_per_epoch=1)
     tx, _ = optim.make_optimizer(train.optimizer_config(config, 1, 2), 2)
-    shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    shape = data.example_shape(data.get_source(config.data, "train"), method.batch_keys[0])
     state = train.create_train_state(method, tx, jax.random.PRNGKey(config.seed), shape)
     encoder = method.export_encoder(parallel.replicate(state, mesh))
-    results = evaluate.evaluate_encoder(config, method, encoder, ("knn", "linear"), mesh=mesh)
-    return {
-        "method": "random init (no pre-training)",
-        "config": f"configs/simclr_fashion_mnist.py:{args.variant}",
-        "encoder": config.model.encoder,
-        "epochs": 0,
-        "batch": 0,
-        "knn": results["knn"]["top1"],
-        "linear": results["linear"]["top1"],
-        "seconds": time.perf_counter() - start,
-    }
+    results = evaluate.evaluate_encoder(config, method, encoder, tuple(args.protocols), mesh=mesh)
+    seconds = time.perf_counter() - start
+    workdir = os.path.join(args.workdir, args.dataset, "random_init")
+    os.makedirs(workdir, exist_ok=True)
+    x, y = test_features(config, method, jax.device_get(encoder), mesh)
+    np.savez(os.path.join(workdir, "test_features.npz"), features=x, labels=y)
+    return row(BASELINE, args, config, results, seconds, 0.0)
 
 
-def table(rows: list[dict], commands: list[str]) -> str:
+# ------------------------------------------------------------------------------------------ the report
+
+
+def markdown(rows: list[dict], commands: list[str], args, notes: str) -> str:
+    protocols = [p for p in args.protocols if any(p in r["top1"] for r in rows)]
+    title = args.dataset.replace("_", "-")
     lines = [
-        "# Fashion-MNIST: self-supervised pre-training, then frozen-feature evaluation",
+        f"# {title}: self-supervised pre-training, then every evaluation protocol",
         "",
         *[f"Command: `{c}`" for c in commands],
         "",
-        f"Machine: {machine()}",
+        f"Machine: {args.machine}",
         "",
-        "Full Fashion-MNIST (60,000 train / 10,000 test). kNN: k=20, T=0.07, cosine-weighted vote over all",
-        "training features. Linear probe: softmax regression on frozen, standardized features, L2 chosen on a",
-        "held-out 10% of the training split. Top-1 accuracy on the test split.",
+        "Top-1 accuracy on the test split. Pre-training budget per row in its epochs column; "
+        "fine-tuning budget in the protocol's table. The random-init row is the same encoder untrained.",
         "",
-        "| method | config | encoder | epochs | batch | kNN top-1 | linear top-1 | wall time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | `{r['config']}` | {r['encoder']} | {r['epochs']:g} | {r['batch']} | "
-            f"{100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {r['seconds'] / 60:.1f} min |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _read_commands(path: str) -> list[str]:
-    if not os.path.isfile(path):
-        return []
-    return [
-        line.strip()[len("Command: `") : -1] for line in open(path) if line.startswith("Command: `")
+    for protocol in protocols:
+        lines += [f"## {protocol}", "", PROTOCOL_TEXT.get(protocol, ""), ""]
+        budget = [r["details"][protocol] for r in rows if "steps" in r["details"].get(protocol, {})]
+        if budget:
+            b = budget[0]
+            lines += [
+                f"Budget: {b['steps']} steps of batch {b['batch_size']} on {b['train_examples']} "
+                f"labelled images ({b['epochs']:.1f} epochs of the subset), "
+                f"{b.get('optimizer', 'adamw')} with peak learning rate {b.get('learning_rate', 1e-3):g} "
+                f"(warm-up + cosine), layer decay {b['layer_decay']:g}.",
+                "",
+            ]
+        lines += [
+            "| method | config | encoder | epochs | batch | top-1 | published |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in rows:
+            if protocol not in r["top1"]:
+                continue
+            lines.append(
+                f"| {r['method']} | `{r['config']}` | {r['encoder']} | {r['epochs']:g} | "
+                f"{r['batch'] or '—'} | {100 * r['top1'][protocol]:.2f}% | "
+                f"{published(r['method'], args.dataset, protocol)} |"
+            )
+        lines.append("")
+    lines += [
+        "## Wall time (pre-training and all protocols)",
+        "",
+        "| method | minutes |",
+        "| --- | --- |",
+        *[f"| {r['method']} | {r['seconds'] / 60:.1f} |" for r in rows],
+        "",
+        "## Plots",
+        "",
+        f"![loss curves]({args.dataset}_loss.png)",
+        "",
+        f"![kNN accuracy over training]({args.dataset}_knn.png)",
+        "",
+        f"![PCA of the test features]({args.dataset}_pca.png)",
+        "",
+        NOTES_MARKER,
     ]
+    return "\n".join(lines) + "\n" + notes
 
 
-def _read_rows(path: str) -> list[dict]:
-    """Rows of a table this script wrote (for --append), parsed back from the markdown."""
-    if not os.path.isfile(path):
-        return []
-    rows = []
-    for line in open(path):
-        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
-        if len(cells) != 8 or not cells[5].endswith("%"):
-            continue
-        rows.append(
-            {
-                "method": cells[0],
-                "config": cells[1],
-                "encoder": cells[2],
-                "epochs": float(cells[3]),
-                "batch": int(cells[4]),
-                "knn": float(cells[5].rstrip("%")) / 100,
-                "linear": float(cells[6].rstrip("%")) / 100,
-                "seconds": float(cells[7].split()[0]) * 60,
-            }
+def plots(rows: list[dict], args) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    base = os.path.join(out_dir, args.dataset)
+    workdirs = {
+        r["method"]: os.path.join(
+            args.workdir, args.dataset, "random_init" if r["method"] == BASELINE else r["method"]
         )
-    return rows
+        for r in rows
+    }
+    trained = [m for m in workdirs if m != BASELINE]
+    written = []
+
+    # Loss curves: one panel per method (the losses have different scales).
+    cols = min(3, max(1, len(trained)))
+    grid_rows = max(1, -(-len(trained) // cols))
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(4 * cols, 2.8 * grid_rows), squeeze=False)
+    for ax, method in zip(axes.flat, trained, strict=False):
+        records = [r for r in reporting.read_metrics(workdirs[method]) if "loss" in r]
+        ax.plot([r["step"] for r in records], [r["loss"] for r in records])
+        ax.set_title(method)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(trained) :]:
+        ax.axis("off")
+    fig.suptitle("pre-training loss")
+    fig.tight_layout()
+    fig.savefig(base + "_loss.png", dpi=90)
+    plt.close(fig)
+    written.append(base + "_loss.png")
+
+    # kNN accuracy over training, every method on one axes.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in trained:
+        records = [r for r in reporting.read_metrics(workdirs[method]) if "knn_top1" in r]
+        ax.plot(
+            [r["step"] for r in records], [100 * r["knn_top1"] for r in records], "o-", label=method
+        )
+    base_row = next((r for r in rows if r["method"] == BASELINE and "knn" in r["top1"]), None)
+    if base_row:
+        ax.axhline(100 * base_row["top1"]["knn"], color="gray", ls="--", label=BASELINE)
+    ax.set_xlabel("pre-training step")
+    ax.set_ylabel("kNN top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(base + "_knn.png", dpi=90)
+    plt.close(fig)
+    written.append(base + "_knn.png")
+
+    # 2-D PCA of the test features, coloured by class.
+    have = [m for m in workdirs if os.path.isfile(os.path.join(workdirs[m], "test_features.npz"))]
+    cols = min(4, max(1, len(have)))
+    grid_rows = max(1, -(-len(have) // cols))
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(3 * cols, 3 * grid_rows), squeeze=False)
+    for ax, method in zip(axes.flat, have, strict=False):
+        with np.load(os.path.join(workdirs[method], "test_features.npz")) as f:
+            x, y = f["features"].astype(np.float64), f["labels"]
+        x = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        xy = x @ vt[:2].T
+        ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=2)
+        ax.set_title(method, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(have) :]:
+        ax.axis("off")
+    fig.suptitle(f"PCA of {PCA_POINTS} test features (colour: class)")
+    fig.tight_layout()
+    fig.savefig(base + "_pca.png", dpi=90)
+    plt.close(fig)
+    written.append(base + "_pca.png")
+    return written
+
+
+def _notes(path: str) -> str:
+    if not os.path.isfile(path):
+        return ""
+    text = open(path).read()
+    return text.split(NOTES_MARKER, 1)[1].lstrip("\n") if NOTES_MARKER in text else ""
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", default="simclr,byol,simsiam,barlow_twins,vicreg,dino")
-    parser.add_argument("--variant", default="small_cnn")
-    parser.add_argument("--data-dir", required=True, help="the four Fashion-MNIST IDX files")
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated (default: those of {DEFAULT_METHODS} with a config for the dataset)",
+    )
+    parser.add_argument("--dataset", default="fashion_mnist", help="configs/<method>_<dataset>.py")
+    parser.add_argument("--variant", default="small_cnn", help="config variant ('' = main recipe)")
+    parser.add_argument("--data-dir", default="", help="config.data.data_dir (e.g. the IDX files)")
+    parser.add_argument("--protocols", default=DEFAULT_PROTOCOLS, help="comma-separated")
+    parser.add_argument("--epochs", type=float, default=1.0, help="pre-training epochs")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--finetune-steps", type=int, default=100, help="steps per fine-tuning protocol (0: config)"
+    )
+    parser.add_argument("--knn-every", type=int, default=0, help="kNN every N steps (0: 1/2 epoch)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "reproduce"))
-    parser.add_argument(
-        "--output", default=os.path.join(ROOT, "benchmarks", "results", "fashion_mnist.md")
-    )
+    parser.add_argument("--output", default=None, help="default benchmarks/results/<dataset>.md")
     parser.add_argument("--min-knn", type=float, default=0.5, help="fail if any kNN top-1 is below")
+    parser.add_argument("--baseline", action="store_true", help="add the untrained encoder first")
     parser.add_argument(
-        "--baseline", action="store_true", help="add a row for the untrained encoder first"
+        "--append", action="store_true", help="keep the rows already in the results"
     )
-    parser.add_argument("--append", action="store_true", help="keep the rows already in --output")
     args = parser.parse_args(argv)
-    command = "python benchmarks/reproduce.py " + " ".join(argv or sys.argv[1:])
-    rows = _read_rows(args.output) if args.append else []
-    commands = (_read_commands(args.output) if args.append else []) + [command]
-    todo = (["baseline"] if args.baseline else []) + args.methods.split(",")
-    for method in filter(None, todo):
-        rows.append(random_init_baseline(args) if method == "baseline" else run(method, args))
-        print(json.dumps(rows[-1]), flush=True)
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    args.protocols = [p for p in args.protocols.split(",") if p]
+    args.output = args.output or os.path.join(ROOT, "benchmarks", "results", f"{args.dataset}.md")
+    args.machine = machine()
+    rows_path = os.path.splitext(args.output)[0] + ".json"
+    command = "python benchmarks/reproduce.py " + " ".join(
+        repr(a) if a == "" else a for a in (sys.argv[1:] if argv is None else argv)
+    )
+    saved = {"commands": [], "rows": []}
+    if args.append and os.path.isfile(rows_path):
+        with open(rows_path) as f:
+            saved = json.load(f)
+    rows, commands = saved["rows"], [*saved["commands"], command]
+    notes = _notes(args.output)
+    mesh = parallel.make_mesh()
+    if args.methods is None:
+        methods = [m for m in DEFAULT_METHODS.split(",") if os.path.isfile(config_file(m, args))]
+    else:
+        methods = [m for m in args.methods.split(",") if m]
+    missing = [config_file(m, args) for m in methods if not os.path.isfile(config_file(m, args))]
+    if missing:
+        parser.error(f"no such config: {', '.join(missing)}")
+    todo = ([BASELINE] if args.baseline else []) + methods
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    for method in todo:
+        new = random_init_baseline(args, mesh) if method == BASELINE else run(method, args, mesh)
+        rows = [r for r in rows if r["method"] != method] + [new]
+        print(json.dumps({k: new[k] for k in ("method", "top1", "seconds")}), flush=True)
+        with open(rows_path, "w") as f:
+            json.dump({"commands": commands, "machine": args.machine, "rows": rows}, f, indent=1)
         with open(args.output, "w") as f:
-            f.write(table(rows, commands))
-    print(table(rows, commands))
-    failed = [r["method"] for r in rows if r["epochs"] and r["knn"] < args.min_knn]
+            f.write(markdown(rows, commands, args, notes))
+        plots(rows, args)
+    print(markdown(rows, commands, args, notes))
+    failed = [r["method"] for r in rows if r["epochs"] and r["top1"].get("knn", 1.0) < args.min_knn]
     if failed:
         print(f"FAIL: kNN top-1 below {args.min_knn}: {failed}")
         return 1

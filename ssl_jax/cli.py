@@ -2,6 +2,7 @@
 
 ssl-jax pretrain [--config FILE[:variant]] [--workdir DIR] [--config.key=value ...] [--overwrite]
 ssl-jax evaluate --workdir DIR [--protocol NAME ...] [--step N] [--config.key=value ...]
+ssl-jax export --workdir DIR --out FILE.safetensors|FILE.npz [--step N]
 """
 
 from __future__ import annotations
@@ -64,9 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--protocol",
         action="append",
-        help="knn, linear, or a protocol the method adds; repeatable (default: config.eval.protocols)",
+        help=(
+            "knn, linear, finetune, finetune_10pct, finetune_1pct, or a protocol the method adds; "
+            "repeatable (default: config.eval.protocols)"
+        ),
     )
     ev.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    ex = sub.add_parser(
+        "export",
+        help="write a workdir's encoder to a .safetensors or .npz file (loads without JAX)",
+    )
+    ex.add_argument("--workdir", required=True)
+    ex.add_argument("--out", required=True, help="FILE.safetensors or FILE.npz")
+    ex.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     return parser
 
 
@@ -90,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = config_util.load_config(args.config)
             config_util.apply_overrides(config, overrides)
             results = train.pretrain(config, args.workdir, overwrite=args.overwrite)
+        elif args.command == "export":
+            if overrides:
+                raise ValueError("export takes no --config overrides.")
+            from ssl_jax import export
+
+            written = export.export_workdir(args.workdir, args.out, step=args.step)
+            print(
+                f"Wrote {written['tensors']} tensors ({written['parameters']:,} parameters) of the "
+                f"encoder at step {written['step']} to {written['path']}."
+            )
+            return 0
         else:
             from ssl_jax import evaluate
 
@@ -97,7 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = evaluate.evaluate_workdir(
                 args.workdir, protocols, step=args.step, overrides=overrides
             )
-    except (ValueError, KeyError, FileNotFoundError, TypeError, FloatingPointError) as e:
+    except (
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        TypeError,
+        FloatingPointError,
+        ImportError,
+    ) as e:
         print(f"ssl-jax: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     import jax

@@ -15,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ssl_jax import finetune as _finetune
 from ssl_jax import parallel
 from ssl_jax.probes import accuracy, extract_features, knn_accuracy, knn_predict, linear_probe
 
@@ -139,6 +140,7 @@ def _run_knn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
         num_classes=num_classes,
         k=eval_cfg.knn_k,
         temperature=eval_cfg.knn_temperature,
+        chunk_size=int(eval_cfg.get("knn_chunk_size", 1024)),
     )
     return {**out, "k": int(eval_cfg.knn_k), "temperature": float(eval_cfg.knn_temperature)}
 
@@ -162,6 +164,8 @@ def _run_linear(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
 FEATURE_PROTOCOLS = {"knn": _run_knn, "linear": _run_linear}
 # fn(config, method, encoder_variables, *, mesh) -> results: protocols that train the encoder itself.
 MODEL_PROTOCOLS: dict[str, Any] = {}
+# Fine-tuning the encoder with a new head on all / 10% / 1% of the labels (ssl_jax.finetune).
+MODEL_PROTOCOLS.update(_finetune.PROTOCOLS)
 
 
 def write_results(workdir: str, results: dict[str, Any]) -> str:
@@ -177,6 +181,16 @@ def write_results(workdir: str, results: dict[str, Any]) -> str:
     return path
 
 
+def _add_missing_eval_fields(config: ml_collections.ConfigDict) -> None:
+    """Gives a workdir saved before an evaluation field existed that field's default, so it can be
+    evaluated (and overridden) with today's protocols."""
+    from ssl_jax import default_config
+
+    for key, value in default_config.get_config().eval.items():
+        if key not in config.eval:
+            config.eval[key] = value
+
+
 def evaluate_workdir(
     workdir: str,
     protocols: Sequence[str] | None = None,
@@ -189,6 +203,7 @@ def evaluate_workdir(
     from ssl_jax.methods import get_method
 
     config = config_util.load_saved(workdir)
+    _add_missing_eval_fields(config)
     config_util.apply_overrides(config, overrides)
     method = get_method(config)
     encoder, step = checkpoint.load_encoder(workdir, step)

@@ -130,6 +130,52 @@ class Method(abc.ABC):
         """Backbone features [b, D] (float32) of a batch of `batch_keys[0]` (uint8 images [b, H, W, C],
         or tokens [b, L]), no augmentation, eval mode."""
 
+    def encoder_module(self, *, axis_name: str | None = None) -> Any:
+        """The backbone as a Flax module, `module.apply(encoder_variables, preprocess(x), train=...)
+        -> [b, D]` float32 features: what fine-tuning trains under a new head. BatchNorm (if any) is
+        synchronized over `axis_name` in training mode.
+
+        Default: config.model.encoder built by `ssl_jax.methods.common.build_encoder`, which every
+        image method uses; a method with another backbone (text, a custom network) overrides it."""
+        from ssl_jax.methods import common
+
+        return common.build_encoder(self.config, axis_name=axis_name)
+
+    def preprocess(
+        self,
+        inputs: jax.Array,
+        *,
+        train: bool = False,
+        rng: jax.Array | None = None,
+        example_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        """A batch of `batch_keys[0]` as the input of `encoder_module()`.
+
+        train=False: deterministic (the transform `encode` applies). train=True: fine-tuning's light
+        augmentation, random per example (keyed by `rng` and the global `example_ids`).
+
+        Default, for uint8 images [b, H, W, C]: evaluation is `common.eval_images` (resize /
+        centre-crop to config.data.image_size, normalize); training is a random resized crop with
+        scale config.eval.finetune_crop_scale (default (0.5, 1)) and a horizontal flip (p = 0.5),
+        no colour augmentation. Methods on other inputs override it (no augmentation for tokens)."""
+        from ssl_jax import augment
+        from ssl_jax.methods import common
+
+        if not train:
+            return common.eval_images(self.config, inputs)
+        if rng is None or example_ids is None:
+            raise ValueError("preprocess(train=True) needs rng and example_ids.")
+        data = self.config.data
+        spec = augment.ViewSpec(
+            crop_size=int(data.image_size),
+            crop_scale=tuple(self.config.eval.get("finetune_crop_scale", (0.5, 1.0))),
+            flip_prob=0.5,
+            jitter_prob=0.0,
+            mean=tuple(data.mean),
+            std=tuple(data.std),
+        )
+        return augment.augment_batch(rng, inputs, example_ids, spec)
+
     def protocols(self) -> dict[str, Callable[..., dict[str, Any]]]:
         """Evaluation protocols this method adds to ssl_jax.evaluate's generic ones (kNN, linear, ...).
 
