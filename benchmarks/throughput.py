@@ -1,11 +1,35 @@
-"""Throughput of the whole pre-training step (on-device augmentation, forward, backward, optimizer update).
+"""Throughput of the whole pre-training step (on-device augmentation or masking, forward, backward,
+optimizer update), and for the Transformer cases the achieved TFLOP/s and MFU from analytic FLOP counts.
 
-uint8 inputs of the stated size are already on the host; each timed step ships its batch to the devices (as
-training does), and the clock stops on the blocked result, after warm-up. Writes
+Inputs of the stated size are already on the host (uint8 images, int32 tokens); each timed step ships its
+batch to the devices (as training does), and the clock stops on the blocked result, after warm-up. Writes
 benchmarks/results/throughput.md with the device, driver and library versions.
 
-  python benchmarks/throughput.py                      # the issue's cases, on whatever devices exist
+  python benchmarks/throughput.py                      # every case, on whatever devices exist
   python benchmarks/throughput.py --cases simclr_r18_cifar --steps 5 --batch-scale 0.0625   # a quick look
+
+FLOP counts ("model FLOPs", as MFU is defined by Chowdhery et al. 2022, PaLM, App. B: the FLOPs the model
+needs, not what an implementation spends on recomputation or masked-out work). Matmuls only (biases,
+norms, softmax and the optimizer are < 1% here); a multiply-add is 2 FLOPs; training = 3 x forward (the
+backward pass computes two products per forward matmul: input and weight gradients).
+A pre-norm Transformer layer of width d, MLP width m, over T query tokens attending to S key tokens
+(S = T for self-attention), forward:
+    projections q, k, v, out   2 T 4 d^2      (cross-attention: q, out on T; k, v on S tokens)
+    scores Q K^T and P V       2 * 2 T S d
+    MLP                        2 T 2 d m
+so with m = 4d one self-attention layer costs 24 T d^2 + 4 T^2 d forward, and a language model of L layers
+and vocabulary V whose head produces logits at every position costs per token, for training,
+    6 (12 L d^2 + d V) + 12 L T d
+i.e. 6 x (matmul parameters) + the attention term, which is Narayanan et al. 2021 (Megatron-LM, Sec. 5.1)
+72 B s l h^2 (1 + s / 6h + V / 12 l h) per batch of B sequences of s tokens, without recomputation. The full
+T x T score matrix is counted for causal attention as well (PaLM's convention).
+  BERT-base (12 x 768, seq 512), GPT-2 small (12 x 768, seq 1024): the formula above with the case's V.
+  MAE ViT-B/16 at 224 (He et al. 2022): patch embedding of the kept patches (2 n p^2 C d), the encoder's
+    12 layers over n + 1 = 50 tokens (49 kept of 196, plus the class token), the decoder's embedding
+    (2 (n + 1) d d'), its 8 layers of width d' = 512 over N + 1 = 197 tokens, and its pixel head
+    (2 N d' p^2 C); x 3 for training. The implementation embeds all 196 patches before dropping the
+    masked ones (+0.4 GFLOP per image, ~0.8%); that work is not counted.
+MFU = achieved FLOP/s / (devices x the device's peak dense bf16 FLOP/s, `PEAK_BF16_TFLOPS`).
 """
 
 from __future__ import annotations
@@ -17,6 +41,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -24,70 +49,325 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ssl_jax import augment, default_config, optim, parallel, train  # noqa: E402
-from ssl_jax.methods import get_method  # noqa: E402
+from ssl_jax import augment, config_util, default_config, optim, parallel, train  # noqa: E402
+from ssl_jax.methods import common, get_method  # noqa: E402
+
+# ---------------------------------------------------------------- analytic FLOP and parameter counts
+
+
+def layer_flops(tokens: int, width: int, mlp_dim: int, context: int | None = None) -> int:
+    """Forward matmul FLOPs of one Transformer layer: `tokens` queries, self-attention over `tokens`
+    keys (or, with `context`, cross-attention over `context` keys: k, v projected from them), GELU MLP."""
+    if context is None:
+        projections, keys = 2 * tokens * 4 * width * width, tokens
+    else:
+        projections, keys = 2 * (2 * tokens + 2 * context) * width * width, context
+    return projections + 4 * tokens * keys * width + 4 * tokens * width * mlp_dim
+
+
+def lm_train_flops_per_token(
+    *, seq_len: int, width: int, layers: int, vocab_size: int, mlp_dim: int | None = None
+) -> int:
+    """Training FLOPs per token of an encoder-only or decoder-only LM with logits at every position:
+    3 x (L layers + the d x V output matmul)."""
+    mlp_dim = 4 * width if mlp_dim is None else mlp_dim
+    per_sequence = layers * layer_flops(seq_len, width, mlp_dim) + 2 * seq_len * width * vocab_size
+    return 3 * per_sequence // seq_len
+
+
+def vit_forward_flops(
+    *, image_size: int, patch_size: int, width: int, depth: int, channels: int = 3
+) -> int:
+    """Forward FLOPs of a ViT on every patch of one image plus the class token (MLP 4d)."""
+    patches = (image_size // patch_size) ** 2
+    embed = 2 * patches * patch_size**2 * channels * width
+    return embed + depth * layer_flops(patches + 1, width, 4 * width)
+
+
+def mae_train_flops_per_image(
+    *,
+    image_size: int = 224,
+    patch_size: int = 16,
+    channels: int = 3,
+    width: int = 768,
+    depth: int = 12,
+    decoder_width: int = 512,
+    decoder_depth: int = 8,
+    mask_ratio: float = 0.75,
+) -> int:
+    """Training FLOPs per image of MAE (encoder on the kept patches, decoder on all); see the module
+    docstring. Defaults: ViT-B/16 at 224 with the paper's 8 x 512 decoder."""
+    patches = (image_size // patch_size) ** 2
+    kept = int(patches * (1.0 - mask_ratio))
+    pixels = patch_size**2 * channels
+    forward = (
+        2 * kept * pixels * width
+        + depth * layer_flops(kept + 1, width, 4 * width)
+        + 2 * (kept + 1) * width * decoder_width
+        + decoder_depth * layer_flops(patches + 1, decoder_width, 4 * decoder_width)
+        + 2 * patches * decoder_width * pixels
+    )
+    return 3 * forward
+
+
+def _block_params(width: int, mlp_dim: int) -> int:
+    """A Transformer layer: q, k, v, out with biases, two LayerNorms, the MLP with biases."""
+    return 4 * (width * width + width) + 2 * 2 * width + 2 * width * mlp_dim + mlp_dim + width
+
+
+def gpt2_param_count(
+    *, vocab_size: int = 50257, seq_len: int = 1024, width: int = 768, layers: int = 12
+) -> int:
+    """GPT-2 (Radford et al. 2019): token and position embeddings, L layers, a final LayerNorm; the
+    LM head is the tied token embedding (no parameters of its own)."""
+    return (vocab_size + seq_len) * width + layers * _block_params(width, 4 * width) + 2 * width
+
+
+def bert_param_count(
+    *,
+    vocab_size: int = 30522,
+    seq_len: int = 512,
+    width: int = 768,
+    layers: int = 12,
+    type_vocab_size: int = 2,
+    pooler: bool = True,
+) -> int:
+    """BERT (Devlin et al. 2019): token, position and segment embeddings with their LayerNorm, L post-LN
+    layers (the same parameters as pre-LN ones), the pooler; not the pre-training heads."""
+    embeddings = (vocab_size + seq_len + type_vocab_size) * width + 2 * width
+    return (
+        embeddings
+        + layers * _block_params(width, 4 * width)
+        + (width * width + width if pooler else 0)
+    )
+
+
+def vit_param_count(
+    *,
+    image_size: int = 224,
+    patch_size: int = 16,
+    width: int = 768,
+    depth: int = 12,
+    channels: int = 3,
+    num_classes: int = 0,
+    learned_positions: bool = True,
+) -> int:
+    """ViT (Dosovitskiy et al. 2021): patch embedding, class token, positions (learned; MAE's sin-cos
+    ones are fixed), L layers, final LayerNorm, and a classifier when num_classes > 0."""
+    patches = (image_size // patch_size) ** 2
+    embed = patch_size**2 * channels * width + width + width
+    positions = (patches + 1) * width if learned_positions else 0
+    head = num_classes * (width + 1)
+    return embed + positions + depth * _block_params(width, 4 * width) + 2 * width + head
+
+
+# Dense (no structured sparsity) bf16 tensor-core peak per device, TFLOP/s, by `device_kind` substring,
+# the first match winning. Sources: NVIDIA's H100 and H200 Tensor Core GPU datasheets (1,979 TFLOP/s
+# "with sparsity" for SXM, halved; H100 PCIe 1,513 and NVL 1,671 halved), NVIDIA's A100 datasheet (312),
+# Google Cloud's TPU system-architecture pages (v4 275, v5e 197, v5p 459, v6e Trillium 918).
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("H200", 989.0),
+    ("A100", 312.0),
+    ("TPU v4", 275.0),
+    ("TPU v5 lite", 197.0),  # v5e
+    ("TPU v5e", 197.0),
+    ("TPU v5", 459.0),  # v5p
+    ("TPU v6 lite", 918.0),  # v6e
+    ("TPU v6e", 918.0),
+)
+
+
+def peak_tflops(device_kind: str) -> float | None:
+    """The device's peak dense bf16 TFLOP/s, or None where unknown (CPUs: MFU is reported as n/a)."""
+    for name, peak in PEAK_BF16_TFLOPS:
+        if name.lower() in device_kind.lower():
+            return peak
+    return None
+
+
+# ---------------------------------------------------------------- cases
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
+    """One benchmark: a config, how many examples a step takes, what a row counts, its FLOPs.
+
+    config_fn(batch) -> ConfigDict; inputs(rng, batch, config) -> host arrays without example_ids;
+    items_per_example: images (2 for SimCLR's two views, 1 for MAE) or tokens (the sequence length);
+    flops_per_item(config) -> training FLOPs per counted item, or None where not counted.
+    """
+
     name: str
-    method: str
-    encoder: str
-    stem: str
-    image_size: int
-    images: int  # images per step: two augmented views of images / 2 examples
-    projector: tuple[int, int]
-    blur: float
+    model: str
+    input: str
+    unit: str  # "images" or "tokens"
+    examples: int  # examples per step at --batch-scale 1
+    config_fn: Callable
+    inputs: Callable
+    items_per_example: Callable
+    flops_per_item: Callable | None = None
+    note: str = ""
 
 
-# As in the issues: "batch 1024 images" is 512 examples x 2 views; images/s counts views.
+def _simclr_config(encoder: str, stem: str, image_size: int, blur: float):
+    def make(batch: int):
+        config = default_config.get_config()
+        config.method = "simclr"
+        config.data.image_size = image_size
+        config.data.channels = 3
+        config.data.mean = augment.IMAGENET_MEAN
+        config.data.std = augment.IMAGENET_STD
+        config.model.encoder = encoder
+        config.model.encoder_kwargs = {"stem": stem}
+        config.model.dtype = "bfloat16"
+        config.model.projector.hidden_dim, config.model.projector.output_dim = 2048, 128
+        config.augment = {
+            "preset": "simclr",
+            "image_size": image_size,
+            "channels": 3,
+            "blur_prob": blur,
+        }
+        config.batch_size = batch
+        return config
+
+    return make
+
+
+def _from_file(spec: str, **fields):
+    """A config file's config with the batch size (and `fields`, dotted names) set."""
+
+    def make(batch: int):
+        config = config_util.load_config(os.path.join(ROOT, "configs", spec))
+        config.batch_size = batch
+        config_util.apply_overrides(config, [f"{k}={v}" for k, v in fields.items()])
+        return config
+
+    return make
+
+
+def _images(size: int):
+    def make(rng, batch, config):
+        del config
+        return {"image": rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
+
+    return make
+
+
+def _tokens(rng, batch, config):
+    """Random ids of the config's vocabulary above the special ids, full length (no padding)."""
+    vocab, seq_len = int(config.data.vocab_size), int(config.data.seq_len)
+    return {"tokens": rng.integers(8, vocab, size=(batch, seq_len), dtype=np.int32)}
+
+
+def _seq_len(config) -> int:
+    return int(config.data.seq_len)
+
+
+def _mae_flops(config) -> int:
+    encoder, dec = common.build_encoder(config, axis_name=None), config.model.decoder
+    return mae_train_flops_per_image(
+        image_size=config.augment.crop_size,
+        patch_size=encoder.patch_size,
+        width=encoder.hidden_dim,
+        depth=encoder.depth,
+        decoder_width=dec.hidden_dim,
+        decoder_depth=dec.depth,
+        mask_ratio=config.mae.mask_ratio,
+    )
+
+
+def _lm_flops(config) -> int:
+    model = config.model
+    return lm_train_flops_per_token(
+        seq_len=int(config.data.seq_len),
+        width=int(model.hidden_dim),
+        layers=int(model.num_layers),
+        vocab_size=int(config.data.vocab_size),
+        mlp_dim=int(model.mlp_dim),
+    )
+
+
+# As in the issues: SimCLR's "batch 1024 images" is 512 examples x 2 views; images/s counts views.
 CASES = {
     "simclr_r18_cifar": Case(
-        "simclr_r18_cifar", "simclr", "resnet18", "cifar", 32, 1024, (2048, 128), 0.0
+        "simclr_r18_cifar",
+        "resnet18 (cifar stem)",
+        "32x32x3 uint8",
+        "images",
+        512,
+        _simclr_config("resnet18", "cifar", 32, 0.0),
+        _images(32),
+        lambda config: 2,
+        note="two SimCLR views augmented on device, synchronized BN, NT-Xent, LARS",
     ),
     "simclr_r50_224": Case(
-        "simclr_r50_224", "simclr", "resnet50", "imagenet", 224, 256, (2048, 128), 0.5
+        "simclr_r50_224",
+        "resnet50 (imagenet stem)",
+        "224x224x3 uint8",
+        "images",
+        128,
+        _simclr_config("resnet50", "imagenet", 224, 0.5),
+        _images(224),
+        lambda config: 2,
+        note="two SimCLR views augmented on device (blur p 0.5), synchronized BN, NT-Xent, LARS",
+    ),
+    "mae_vit_b16": Case(
+        "mae_vit_b16",
+        "MAE ViT-B/16 + 8x512 decoder",
+        "224x224x3 uint8",
+        "images",
+        256,
+        _from_file("mae_imagenet.py"),
+        _images(224),
+        lambda config: 1,
+        _mae_flops,
+        note="crop + flip and 75% masking on device, bf16, norm-pix MSE, AdamW",
+    ),
+    "bert_base_512": Case(
+        "bert_base_512",
+        "BERT-base 12x768",
+        "512 tokens",
+        "tokens",
+        32,
+        _from_file("bert_austen.py:base"),
+        _tokens,
+        _seq_len,
+        _lm_flops,
+        note="80/10/10 masking on device, bf16, tied MLM head over every position, AdamW",
+    ),
+    "gpt2_small_1024": Case(
+        "gpt2_small_1024",
+        "GPT-2 small 12x768",
+        "1024 tokens",
+        "tokens",
+        16,
+        _from_file("gpt_austen.py:base"),
+        _tokens,
+        _seq_len,
+        _lm_flops,
+        note="causal LM, bf16, tied head, AdamW",
     ),
 }
 
 
-def make_config(case: Case, batch: int):
-    config = default_config.get_config()
-    config.method = case.method
-    config.data.image_size = case.image_size
-    config.data.channels = 3
-    config.data.mean = augment.IMAGENET_MEAN
-    config.data.std = augment.IMAGENET_STD
-    config.model.encoder = case.encoder
-    config.model.encoder_kwargs = {"stem": case.stem}
-    config.model.projector.hidden_dim, config.model.projector.output_dim = case.projector
-    config.augment = {
-        "preset": "simclr",
-        "image_size": case.image_size,
-        "channels": 3,
-        "blur_prob": case.blur,
-    }
-    config.batch_size = batch
-    return config
-
-
-def run_case(case: Case, *, images: int, steps: int, warmup: int, mesh) -> dict:
-    batch = images // 2  # examples per step; each gives two views
-    config = make_config(case, batch)
+def run_case(case: Case, *, examples: int, steps: int, warmup: int, mesh) -> dict:
+    config = case.config_fn(examples)
     method = get_method(config, num_steps=10_000, steps_per_epoch=100)
-    opt_cfg = train.optimizer_config(config, 100, 10_000)
-    tx, schedule = optim.make_optimizer(opt_cfg, 10_000)
-    image_shape = (case.image_size, case.image_size, 3)
-    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), image_shape)
-    state = parallel.replicate(state, mesh)
-    step_fn = train.make_train_step(method, tx, schedule, mesh)
+    tx, schedule = optim.make_optimizer(train.optimizer_config(config, 100, 10_000), 10_000)
     rng = np.random.default_rng(0)
     # A few distinct host batches, rotated, so no step reuses device buffers of the previous one.
-    host = [rng.integers(0, 256, size=(batch, *image_shape), dtype=np.uint8) for _ in range(3)]
+    host = [case.inputs(rng, examples, config) for _ in range(3)]
+    example_shape = host[0][method.batch_keys[0]].shape[1:]
+    state = train.create_train_state(method, tx, jax.random.PRNGKey(0), example_shape)
+    state = parallel.replicate(state, mesh)
+    step_fn = train.make_train_step(method, tx, schedule, mesh)
 
     def batch_at(i):
-        ids = np.arange(i * batch, (i + 1) * batch, dtype=np.int32)
-        return parallel.shard_batch({"image": host[i % 3], "example_ids": ids}, mesh)
+        ids = np.arange(i * examples, (i + 1) * examples, dtype=np.int32)
+        return parallel.shard_batch({**host[i % 3], "example_ids": ids}, mesh)
 
     t0 = time.perf_counter()
     state, metrics = step_fn(state, batch_at(0))
@@ -97,7 +377,7 @@ def run_case(case: Case, *, images: int, steps: int, warmup: int, mesh) -> dict:
         state, metrics = step_fn(state, batch_at(i))
     jax.block_until_ready((state, metrics))
     # Steps are dispatched back to back (transfers and compute overlap, as in training); the clock
-    # stops on the blocked result of the last one. Best of `repeats` windows, to skip stray hiccups.
+    # stops on the blocked result of the last one. Best of three windows, to skip stray hiccups.
     windows = []
     for r in range(3):
         t0 = time.perf_counter()
@@ -105,17 +385,29 @@ def run_case(case: Case, *, images: int, steps: int, warmup: int, mesh) -> dict:
             state, metrics = step_fn(state, batch_at(warmup + r * steps + i))
         jax.block_until_ready((state, metrics))
         windows.append((time.perf_counter() - t0) / steps)
-    median = float(min(windows))
-    return {
+    step_s = float(min(windows))
+    items = examples * case.items_per_example(config)
+    row = {
         "case": case.name,
-        "model": f"{case.encoder} ({case.stem} stem)",
-        "input": f"{case.image_size}x{case.image_size}x3 uint8",
-        "batch": images,
-        "images_per_s": images / median,
-        "step_ms": 1e3 * median,
+        "model": case.model,
+        "input": f"{config.data.seq_len} tokens" if case.unit == "tokens" else case.input,
+        "unit": case.unit,
+        "batch": items,
+        "examples": examples,
+        "items_per_s": items / step_s,
+        "step_ms": 1e3 * step_s,
         "compile_s": compile_s,
         "loss": float(metrics["loss"]),
+        "tflops": None,
+        "mfu": None,
     }
+    if case.flops_per_item is not None:
+        row["flops_per_item"] = case.flops_per_item(config)
+        row["tflops"] = row["flops_per_item"] * items / step_s / 1e12
+        peak = peak_tflops(jax.devices()[0].device_kind)
+        if peak is not None:
+            row["mfu"] = row["tflops"] / (peak * jax.device_count())
+    return row
 
 
 def environment() -> dict:
@@ -146,7 +438,12 @@ def environment() -> dict:
     return env
 
 
+def _rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def to_markdown(rows: list[dict], env: dict, command: str) -> str:
+    peak = peak_tflops(jax.devices()[0].device_kind)
     lines = [
         "# Pre-training step throughput",
         "",
@@ -154,19 +451,28 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
         "",
         "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
-        "| case | model | input | batch (images = 2 views x examples) | images/s | step (ms) | compile (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "Peak used for MFU: "
+        + (f"{peak:g} dense bf16 TFLOP/s per device" if peak else "unknown device (MFU n/a)"),
+        "",
+        "| case | model | input | batch | throughput | step (ms) | compile (s) | train GFLOP / item | TFLOP/s | MFU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        flops = f"{r['flops_per_item'] / 1e9:.3f}" if r.get("flops_per_item") else "n/a"
+        tflops = f"{r['tflops']:.2f}" if r["tflops"] is not None else "n/a"
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         lines.append(
-            f"| {r['case']} | {r['model']} | {r['input']} | {r['batch']} | "
-            f"{r['images_per_s']:,.0f} | {r['step_ms']:.2f} | {r['compile_s']:.1f} |"
+            f"| {r['case']} | {r['model']} | {r['input']} | {r['batch']} {r['unit']} | "
+            f"{_rate(r['items_per_s'])} {r['unit']}/s | {r['step_ms']:.2f} | {r['compile_s']:.1f} | "
+            f"{flops} | {tflops} | {mfu} |"
         )
     lines.append("")
+    for r in rows:
+        lines.append(f"- {r['case']}: {CASES[r['case']].note}.")
     lines.append(
-        "Each step: two SimCLR views augmented on device (crop, flip, colour jitter, grayscale, "
-        "blur where the case says), bf16 forward/backward with synchronized BatchNorm, NT-Xent over "
-        "the global batch, LARS update. Images/s counts augmented views (two per example)."
+        "- Images/s counts augmented views (two per example for SimCLR); tokens/s counts input "
+        "tokens. FLOPs are analytic model FLOPs (formulas in benchmarks/throughput.py's docstring); "
+        "none are counted for the ResNet cases."
     )
     return "\n".join(lines) + "\n"
 
@@ -178,12 +484,20 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-scale", type=float, default=1.0, help="scale every case's batch")
     parser.add_argument(
-        "--batch", type=int, default=0, help="override every case's images per step"
+        "--batch", type=int, default=0, help="override every case's examples per step"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="config override for every case, e.g. --set model.dtype=float32 (repeatable)",
     )
     parser.add_argument(
         "--output", default=os.path.join(ROOT, "benchmarks", "results", "throughput.md")
     )
-    parser.add_argument("--min-images-per-s", type=float, default=0.0, help="fail below this rate")
+    parser.add_argument(
+        "--min-items-per-s", type=float, default=0.0, help="fail below this images/s or tokens/s"
+    )
     args = parser.parse_args(argv)
     mesh = parallel.make_mesh()
     env = environment()
@@ -193,9 +507,18 @@ def main(argv=None) -> int:
         if name not in CASES:
             raise SystemExit(f"unknown case {name!r}; valid: {', '.join(CASES)}")
         case = CASES[name]
-        n = 2 * parallel.num_shards(mesh)
-        images = args.batch or max(n, int(case.images * args.batch_scale) // n * n)
-        row = run_case(case, images=images, steps=args.steps, warmup=args.warmup, mesh=mesh)
+        if args.set:
+            make = case.config_fn
+
+            def with_overrides(batch, make=make):
+                config = make(batch)
+                config_util.apply_overrides(config, args.set)
+                return config
+
+            case = dataclasses.replace(case, config_fn=with_overrides)
+        n = parallel.num_shards(mesh)
+        examples = args.batch or max(n, int(case.examples * args.batch_scale) // n * n)
+        row = run_case(case, examples=examples, steps=args.steps, warmup=args.warmup, mesh=mesh)
         print(row, flush=True)
         rows.append(row)
     command = "python " + " ".join([os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])])
@@ -205,9 +528,9 @@ def main(argv=None) -> int:
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
         with open(args.output, "w") as f:
             f.write(text)
-    slow = [r for r in rows if r["images_per_s"] < args.min_images_per_s]
+    slow = [r for r in rows if r["items_per_s"] < args.min_items_per_s]
     if slow:
-        print(f"FAIL: below {args.min_images_per_s} images/s: {[r['case'] for r in slow]}")
+        print(f"FAIL: below {args.min_items_per_s} items/s: {[r['case'] for r in slow]}")
         return 1
     return 0
 

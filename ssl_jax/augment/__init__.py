@@ -36,8 +36,20 @@ from ssl_jax.augment.photometric import (
     rgb_to_hsv,
     solarize,
 )
+from ssl_jax.augment.text import (
+    MaskedTokens,
+    NoisedTokens,
+    bart_noise,
+    bert_mask,
+    sentence_end_table,
+)
 
 __all__ = [
+    "MaskedTokens",
+    "NoisedTokens",
+    "bart_noise",
+    "bert_mask",
+    "sentence_end_table",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "FASHION_MNIST_MEAN",

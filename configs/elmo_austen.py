@@ -1,0 +1,70 @@
+"""ELMo (forward + backward LSTM language models, shared token embedding and softmax) on Jane Austen's
+six novels; downstream: which novel a passage comes from.
+
+A 2-layer bidirectional LSTM with projections (ssl_jax.models.lstm.BiLM); the loss is the forward plus the
+backward LM's mean NLL. Downstream features are ELMo's learned mix of the layers (Peters et al. 2018,
+eq. 1), averaged over the passage. Data: a directory of the six novels as UTF-8 .txt files (the label of
+a passage is its file), e.g. ../shared/data/austen beside this checkout; contiguous-block splits and a
+4096-id BPE trained on the train split (ssl_jax.data.text).
+
+  ssl-jax pretrain --config configs/elmo_austen.py --workdir runs/elmo_austen \
+      --config.data.data_dir=../shared/data/austen
+
+Reports validation perplexity ("perplexity": exp of the mean of the forward and backward NLL, with each
+direction's beside it), kNN / linear probe, and novel classification fine-tuned from the pre-trained
+model ("finetune") and from random initialisation ("finetune_scratch"). Measured results (the `:cpu`
+variant): benchmarks/results/austen.md, made by benchmarks/text_downstream.py.
+
+Variants: `:cpu` (the measured CPU run: 600 steps), `:smoke` (a tiny model, 3 steps, for tests), `:base`
+(ELMo's published size: 2 layers of 4096 LSTM cells projected to 512, 512-wide token embedding;
+accelerator-sized; ELMo's character CNN is replaced by the BPE embedding).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ssl_jax.methods import text_common
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = text_common.base_config("elmo")
+    config.data.data_dir = "data/austen"  # set --config.data.data_dir to where the .txt files are
+    config.model = ml_collections.ConfigDict(
+        dict(
+            embed_dim=128,
+            lstm_dim=512,
+            num_layers=2,
+            dropout_rate=0.1,
+            tie_embeddings=True,
+            dtype="float32",
+        )
+    )
+    config.eval.protocols = ("perplexity", "knn", "linear", "finetune", "finetune_scratch")
+    if variant == "cpu":
+        config.num_steps = 600
+        config.optim.warmup_steps = 60
+        config.checkpoint_every_steps = 600
+    elif variant == "smoke":
+        text_common.smoke_variant(config)
+        config.model = ml_collections.ConfigDict(
+            dict(
+                embed_dim=16,
+                lstm_dim=32,
+                num_layers=2,
+                dropout_rate=0.0,
+                tie_embeddings=True,
+                dtype="float32",
+            )
+        )
+        config.eval.protocols = ("perplexity", *config.eval.protocols)
+    elif variant == "base":
+        config.model.update(dict(embed_dim=512, lstm_dim=4096, dtype="bfloat16"))
+        config.data.vocab_size = 32768
+        config.batch_size = 128
+        config.num_steps = 400_000
+        config.finetune.learning_rate = 1e-4
+        config.finetune.num_steps = 3000
+    elif variant:
+        raise ValueError(f"Unknown variant {variant!r}; valid: cpu, smoke, base.")
+    return config

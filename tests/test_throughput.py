@@ -1,0 +1,98 @@
+"""benchmarks/throughput.py's analytic counts: parameter counts against the published exact figures and
+against our own Flax models, FLOPs against Megatron-LM's closed form, DeiT's ViT-B figure and a matmul-by-
+matmul enumeration of MAE, and the peak table's lookup."""
+
+import importlib.util
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import models
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "throughput.py")
+_SPEC = importlib.util.spec_from_file_location("throughput_benchmark", _PATH)
+tp = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = tp  # dataclasses look their module up there
+_SPEC.loader.exec_module(tp)
+
+
+def _count(variables) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables))
+
+
+def test_parameter_counts_match_the_published_models():
+    assert tp.gpt2_param_count() == 124_439_808  # GPT-2 small (HF "gpt2")
+    assert tp.bert_param_count() == 109_482_240  # BERT-base uncased, with the pooler
+    assert tp.vit_param_count(num_classes=1000) == 86_567_656  # ViT-B/16 (timm), with its head
+
+
+def test_parameter_counts_match_our_models():
+    # Small widths: the formulas are checked at the published sizes above; here, that they describe
+    # our modules' layout (timm's ViT; a GPT-2 stack whose tied LM head adds an output bias).
+    x = jnp.zeros((1, 64, 64, 3), jnp.float32)
+    vit = models.ViT(hidden_dim=32, depth=2, num_heads=2, patch_size=16)
+    shapes = jax.eval_shape(lambda: vit.init(jax.random.key(0), x, train=False))
+    assert _count(shapes["params"]) == tp.vit_param_count(
+        image_size=64, patch_size=16, width=32, depth=2
+    )
+    from ssl_jax.models.transformer import CausalDecoder
+
+    gpt = CausalDecoder(
+        vocab_size=1000, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=128, max_len=64
+    )
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    shapes = jax.eval_shape(lambda: gpt.init(jax.random.key(0), tokens))
+    expected = tp.gpt2_param_count(vocab_size=1000, seq_len=64, width=32, layers=2) + 1000
+    assert _count(shapes["params"]) == expected
+
+
+@pytest.mark.parametrize("seq_len, vocab", [(1024, 50257), (512, 30522), (128, 8000)])
+def test_lm_flops_equal_megatron_closed_form(seq_len, vocab):
+    # Narayanan et al. 2021, Sec. 5.1: 72 B s l h^2 (1 + s / 6h + V / 12 l h) per iteration, no recompute.
+    layers, h, b = 12, 768, 4
+    megatron = (
+        72 * b * seq_len * layers * h**2 * (1 + seq_len / (6 * h) + vocab / (12 * layers * h))
+    )
+    got = tp.lm_train_flops_per_token(seq_len=seq_len, width=h, layers=layers, vocab_size=vocab)
+    np.testing.assert_allclose(got * b * seq_len, megatron, rtol=1e-12)
+
+
+def test_vit_b16_forward_matches_deit_figure():
+    # DeiT-B / ViT-B/16 at 224: 17.6 G multiply-adds (Touvron et al. 2021, Table 1, "FLOPs").
+    flops = tp.vit_forward_flops(image_size=224, patch_size=16, width=768, depth=12)
+    np.testing.assert_allclose(flops / 2, 17.6e9, rtol=0.01)
+
+
+def test_mae_flops_by_enumerating_matmuls():
+    # 64 px, patch 16: 16 patches, 4 kept at 0.75; encoder width 8 depth 2, decoder width 4 depth 1.
+    n, kept, pix, d, dd = 16, 4, 16 * 16 * 3, 8, 4
+
+    def block(tokens, width):  # (m, k, n) of every matmul of one layer, heads folded together
+        return [(tokens, width, 3 * width), (tokens, tokens, width), (tokens, width, tokens)] + [
+            (tokens, width, width),
+            (tokens, width, 4 * width),
+            (tokens, 4 * width, width),
+        ]
+
+    matmuls = [(kept, pix, d)] + 2 * block(kept + 1, d) + [(kept + 1, d, dd)]
+    matmuls += block(n + 1, dd) + [(n, dd, pix)]
+    expected = 3 * sum(2 * m * k * o for m, k, o in matmuls)
+    got = tp.mae_train_flops_per_image(
+        image_size=64, patch_size=16, width=d, depth=2, decoder_width=dd, decoder_depth=1
+    )
+    assert got == expected
+    # The ViT-B/16 default: the decoder over all 197 tokens costs more than the encoder over 50.
+    assert 50e9 < tp.mae_train_flops_per_image() < 65e9
+
+
+def test_peak_lookup():
+    assert tp.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert tp.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert tp.peak_tflops("NVIDIA H200") == 989.0
+    assert tp.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert tp.peak_tflops("TPU v5 lite") == 197.0 and tp.peak_tflops("TPU v5") == 459.0
+    assert tp.peak_tflops("cpu") is None
