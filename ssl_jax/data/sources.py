@@ -312,8 +312,23 @@ class ImageFolderSource:
         return len(self.paths)
 
     def _load(self, path: str) -> np.ndarray:
-        with Image.open(path) as image:
-            return _decode(image, self._mode, self._size)
+        try:
+            with Image.open(path) as image:
+                array = _decode(image, self._mode, self._size)
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for truncated/unknown data
+            if isinstance(e, OSError) and e.errno is not None:
+                raise  # the file system's error (missing, unreadable), not the file's content
+            raise ValueError(
+                f"{self.name}: cannot decode the image {path} ({type(e).__name__}: {e}); "
+                "replace or remove that file"
+            ) from e
+        if array.shape != self.image_shape:
+            raise ValueError(
+                f"{self.name}: the image {path} has shape {array.shape}, expected "
+                f"{self.image_shape} (the first image's shape); pass image_size= "
+                "(--config.data.image_size) to resize every image"
+            )
+        return array
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         indices = _check_indices(indices, len(self))
@@ -441,12 +456,70 @@ def _tfds_from_cfg(cfg: Any, split: str) -> Source:
     )
 
 
+def _captions():
+    from ssl_jax.data import captions
+
+    return captions
+
+
+def _sequences():
+    from ssl_jax.data import sequences
+
+    return sequences
+
+
+def _subsets():
+    from ssl_jax.data import subsets
+
+    return subsets
+
+
+def _signals():
+    from ssl_jax.data import signals
+
+    return signals
+
+
+def _skipgram():
+    from ssl_jax.data import skipgram
+
+    return skipgram
+
+
+def _text_module():
+    from ssl_jax.data import text  # deferred: ssl_jax.data.text imports this module
+
+    return text
+
+
+def _color_samples():
+    from ssl_jax.data import color_samples  # deferred: it imports this module (and scikit-image)
+
+    return color_samples
+
+
 SOURCES: dict[str, Callable[[Any, str], Source]] = {
     "embedded_fashion_mnist": lambda cfg, split: embedded_fashion_mnist(split),
     "fashion_mnist": lambda cfg, split: fashion_mnist(_cfg(cfg, "data_dir"), split),
     "npz": _npz_from_cfg,
     "image_folder": _image_folder_from_cfg,
     "tfds": _tfds_from_cfg,
+    "text_files": lambda cfg, split: _text_module().text_files_from_cfg(cfg, split),
+    "tfds_text": lambda cfg, split: _text_module().tfds_text_from_cfg(cfg, split),
+    # Image-text pairs (ssl_jax.data.captions, which imports this module: looked up on use).
+    "captioned": lambda cfg, split: _captions().captioned_from_cfg(cfg, split),
+    "tfds_captions": lambda cfg, split: _captions().tfds_captions_from_cfg(cfg, split),
+    # Clips of frames (ssl_jax.data.sequences) and class subsets (ssl_jax.data.subsets), which import
+    # this module: looked up on use.
+    "moving_fashion_mnist": lambda cfg, split: _sequences().moving_items_from_cfg(cfg, split),
+    "tfds_video": lambda cfg, split: _sequences().tfds_video_from_cfg(cfg, split),
+    "class_subset": lambda cfg, split: _subsets().class_subset_from_cfg(cfg, split),
+    # Synthetic 1-D signals (ssl_jax.data.signals) and skip-gram windows over text files
+    # (ssl_jax.data.skipgram): looked up on use.
+    "synthetic_signals": lambda cfg, split: _signals().synthetic_signals_from_cfg(cfg, split),
+    "skipgram_text": lambda cfg, split: _skipgram().skipgram_from_cfg(cfg, split),
+    # Random crops of scikit-image's bundled colour photographs (ssl_jax.data.color_samples).
+    "skimage_samples": lambda cfg, split: _color_samples().skimage_samples_from_cfg(cfg, split),
 }
 
 

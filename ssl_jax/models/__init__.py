@@ -20,6 +20,7 @@ from ssl_jax.models.resnet import (
     ResNet50,
 )
 from ssl_jax.models.small import SmallConvNet
+from ssl_jax.models.transformer import CausalDecoder, EncoderDecoder, TransformerEncoder
 from ssl_jax.models.vit import ViT, ViTBase, ViTSmall, ViTTiny
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
@@ -50,6 +51,9 @@ def encoder_feature_dim(name: str, **kwargs) -> int:
 
 
 __all__ = [
+    "CausalDecoder",
+    "EncoderDecoder",
+    "TransformerEncoder",
     "ENCODERS",
     "BasicBlock",
     "BottleneckBlock",
