@@ -250,7 +250,9 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_zero(tmp_path):
         "--config.checkpoint_every_steps=100000",
         "--config.eval.protocols=()",
     ]
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    # One device; the suite's cheaper compiler settings (tests/conftest.py) kept.
+    flags = " ".join(f for f in os.environ["XLA_FLAGS"].split() if "device_count" not in f)
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
