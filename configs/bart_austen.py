@@ -5,7 +5,7 @@ The paper's best noising (Lewis et al. 2020, Sec. 5.1): every row's sentences sh
 tokens removed in spans of Poisson(3) length, one [MASK] per span (0-length spans insert one). An
 encoder-decoder (config.model sizes each stack) reconstructs the original row. Data: a directory of the
 six novels as UTF-8 .txt files (the label of a passage is its file), e.g. ../shared/data/austen beside
-this checkout; contiguous-block splits and a 4096-id BPE trained on the train split (ssl_jax.data.text).
+this checkout; contiguous-block splits and a 2048-id BPE trained on the train split (ssl_jax.data.text).
 
   ssl-jax pretrain --config configs/bart_austen.py --workdir runs/bart_austen \
       --config.data.data_dir=../shared/data/austen

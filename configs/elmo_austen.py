@@ -5,7 +5,7 @@ A 2-layer bidirectional LSTM with projections (ssl_jax.models.lstm.BiLM); the lo
 backward LM's mean NLL. Downstream features are ELMo's learned mix of the layers (Peters et al. 2018,
 eq. 1), averaged over the passage. Data: a directory of the six novels as UTF-8 .txt files (the label of
 a passage is its file), e.g. ../shared/data/austen beside this checkout; contiguous-block splits and a
-4096-id BPE trained on the train split (ssl_jax.data.text).
+2048-id BPE trained on the train split (ssl_jax.data.text).
 
   ssl-jax pretrain --config configs/elmo_austen.py --workdir runs/elmo_austen \
       --config.data.data_dir=../shared/data/austen

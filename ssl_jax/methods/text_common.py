@@ -374,11 +374,11 @@ def base_config(method: str) -> ml_collections.ConfigDict:
     config.eval.max_train_examples = 4000  # kNN / probe fitted on 4,000 train rows (CPU time)
     config.finetune = ml_collections.ConfigDict(
         dict(
-            num_steps=150,
+            num_steps=1000,
             batch_size=32,
-            learning_rate=3e-4,
+            learning_rate=1e-3,
             weight_decay=0.01,
-            warmup_steps=15,
+            warmup_steps=50,
             seed=0,
             eval_batch_size=256,
         )
