@@ -16,7 +16,7 @@ whole test split. Pre-training, `--steps` steps of batch `--batch-size` per row:
   R-CNN recipe: another labelled task; no downstream label is seen);
 - random init: the small CNN, untrained (fine-tuning from scratch).
 Each row's workdir is runs/lecture_table/<row>; its result is kept in row.json there, so a re-run skips
-finished rows. Writes benchmarks/results/lecture_table.md after every row.
+rows finished with the same settings. Writes benchmarks/results/lecture_table.md after every row.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def machine() -> str:
     dev = jax.devices()[0]
     return (
         f"{jax.device_count()} x {dev.device_kind} ({dev.platform}), {os.cpu_count()} CPU cores "
-        f"(shared with other jobs), jax {jax.__version__}, python {platform.python_version()}"
+        f"(load average {os.getloadavg()[0]:.1f} when the table was written), jax {jax.__version__}, "
+        f"python {platform.python_version()}"
     )
 
 
@@ -106,12 +107,27 @@ def downstream(config: ml_collections.ConfigDict, args) -> ml_collections.Config
     return config
 
 
+def settings(args) -> dict:
+    """What a finished row depends on besides its config: a row made with other values is re-run."""
+    return {
+        "data_dir": os.path.abspath(args.data_dir),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "finetune_steps": args.finetune_steps,
+        "finetune_batch_size": args.finetune_batch_size,
+        "finetune_learning_rate": args.finetune_learning_rate,
+    }
+
+
 def run_row(label: str, spec: str, args, mesh) -> dict:
     workdir = os.path.join(args.workdir, label.split(" ")[0])
     done = os.path.join(workdir, "row.json")
     if os.path.isfile(done):
         with open(done) as f:
-            return json.load(f)
+            row = json.load(f)
+        if row.get("settings") == settings(args):
+            return row
+        print(f"{done} was made with other settings ({row.get('settings')}); re-running", flush=True)
     config = load(spec, args)
     start = time.perf_counter()
     if label == RANDOM:
@@ -137,6 +153,7 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
         "top1": {p: results[p]["top1"] for p in PROTOCOLS},
         "train_examples": {p: results[p]["train_examples"] for p in PROTOCOLS},
         "finetune_steps": {p: results[p]["steps"] for p in PROTOCOLS},
+        "settings": settings(args),
         "pretrain_minutes": pretrain_s / 60,
         "minutes": (time.perf_counter() - start) / 60,
     }

@@ -47,6 +47,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "num_blocks": 5,
             "block_size": 32,
             "decoder_widths": (512, 256, 128, 64, 32),
+            "upsample": "transposed",  # the paper's stride-2 up-convolutions
             "flip": True,
             "adversarial_weight": 0.0,
         }

@@ -18,7 +18,7 @@ from ssl_jax.losses import colorization_loss, inpainting_loss, relative_position
 from ssl_jax.methods import get_method
 from ssl_jax.methods.colorization import annealed_mean_ab
 from ssl_jax.models import get_encoder
-from ssl_jax.models.pretext_heads import backbone_feature_map
+from ssl_jax.models.pretext_heads import ConvDecoder, backbone_feature_map
 
 import engine_checks
 
@@ -363,6 +363,39 @@ def test_backbone_feature_map_is_what_the_encoder_pools():
     np.testing.assert_allclose(pooled, direct, rtol=1e-6)
     with pytest.raises(ValueError, match="convolutional"):
         backbone_feature_map(get_encoder("vit_tiny"), {}, x, train=False)
+
+
+def test_conv_decoder_upsamplings():
+    """Both ways of doubling give the image's shape; resize_conv's upsampling is nearest-neighbour,
+    so a 1x1-channel identity conv on it repeats every pixel 2x2."""
+    features = jnp.asarray(np.random.default_rng(3).normal(size=(2, 8)), jnp.float32)
+    for upsample in ("transposed", "resize_conv"):
+        decoder = ConvDecoder(out_shape=(28, 28, 3), widths=(8, 4), upsample=upsample)
+        variables = decoder.init(jax.random.PRNGKey(0), features, train=False)
+        assert decoder.apply(variables, features, train=False).shape == (2, 28, 28, 3)
+        assert variables["params"]["up0"]["kernel"].shape[:2] == (
+            (4, 4) if upsample == "transposed" else (3, 3)
+        )
+    decoder = ConvDecoder(out_shape=(4, 4, 1), widths=(1,), upsample="resize_conv")
+    variables = decoder.init(jax.random.PRNGKey(0), features, train=False)
+    params = jax.tree.map(lambda p: p, variables["params"])
+    params["up0"]["kernel"] = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)
+    _, intermediates = decoder.apply(
+        {**variables, "params": params},
+        features,
+        train=False,
+        capture_intermediates=lambda mdl, _: mdl.name in ("bn_bottleneck", "up0"),
+    )
+    small = jax.nn.relu(intermediates["intermediates"]["bn_bottleneck"]["__call__"][0])
+    small = small.reshape(2, 2, 2, 1)
+    np.testing.assert_allclose(
+        intermediates["intermediates"]["up0"]["__call__"][0],
+        jnp.repeat(jnp.repeat(small, 2, axis=1), 2, axis=2),
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match="upsample"):
+        bad = ConvDecoder(out_shape=(4, 4, 1), widths=(1,), upsample="bilinear")
+        bad.init(jax.random.PRNGKey(0), features, train=False)
 
 
 def test_colorize_keeps_the_lightness_and_outputs_rgb():

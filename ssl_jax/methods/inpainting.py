@@ -13,7 +13,8 @@ loss) is left out, so predictions are the blurry conditional mean rather than sh
 adversarial term sharpens the inpainted pixels, while what is transferred here is the encoder.
 
 config.inpainting: mask ("center" | "random_blocks"), mask_fraction, num_blocks, block_size,
-decoder_widths, flip (random horizontal flip before masking).
+decoder_widths, upsample ("transposed": the paper's stride-2 up-convolutions; "resize_conv":
+nearest-neighbour x2 then a 3x3 conv, see `ConvDecoder`), flip (random horizontal flip before masking).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Inpainting(Method):
             decoder=ConvDecoder(
                 out_shape=(size, size, channels),
                 widths=tuple(cfg.inpainting.decoder_widths),
+                upsample=cfg.inpainting.get("upsample", "transposed"),
                 bn_axis_name=axis_name if sync else None,
                 dtype=common.activation_dtype(cfg.model),
             ),
