@@ -47,6 +47,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "train_phi": False,  # True: the degenerate variant (collapses)
             "context": 1,  # k past frames in
             "offset": 1,  # predict phi(x_{t + offset})
+            "residual": True,  # f = phi(x_t) + g(.), g starting at 0 (FuturePrediction)
         }
     )
     # phi's architecture when no phi_workdir is given (with one, the workdir's own config decides).

@@ -52,6 +52,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "train_phi": False,
             "context": 2,
             "offset": 1,
+            "residual": True,  # f = phi(x_t) + g(.), g starting at 0 (FuturePrediction)
         }
     )
     config.model.encoder = "small_cnn"

@@ -248,13 +248,14 @@ class PixelMLP(nn.Module):
         return nn.Dense(8)(x)
 
 
-def _train_on_one_batch(train_phi: bool, steps: int):
+def _train_on_one_batch(train_phi: bool, steps: int, residual: bool):
     config = engine_checks.load(
         SMOKE,
         "model.encoder=pixel_mlp",
         "model.encoder_kwargs={}",
         "model.predictor.use_bn=False",
         f"future.train_phi={train_phi}",
+        f"future.residual={residual}",
         "optim.learning_rate=0.01",
         "optim.warmup_epochs=0.0",
         "optim.weight_decay=0.0",
@@ -265,15 +266,19 @@ def _train_on_one_batch(train_phi: bool, steps: int):
     history = []
     for _ in range(steps):
         state, metrics = step_fn(state, batch)
-        history.append({k: float(metrics[k]) for k in ("loss", "target_std")})
+        history.append({k: float(metrics[k]) for k in ("loss", "target_std", "copy_last_mse")})
     return jax.device_get(state), history
 
 
-def test_trainable_phi_collapses_and_frozen_phi_does_not(monkeypatch):
+@pytest.mark.parametrize("residual", [False, True])
+def test_trainable_phi_collapses_and_frozen_phi_does_not(monkeypatch, residual):
     monkeypatch.setitem(models.ENCODERS, "pixel_mlp", PixelMLP)
-    steps = 25
-    frozen, frozen_history = _train_on_one_batch(False, steps)
-    trained, trained_history = _train_on_one_batch(True, steps)
+    steps = 40 if residual else 25  # a zero-initialized last layer starts slower
+    frozen, frozen_history = _train_on_one_batch(False, steps, residual)
+    trained, trained_history = _train_on_one_batch(True, steps, residual)
+    if residual:  # f = phi(x_t) + g(.) with g's last layer at zero: it starts as copy-last
+        first = frozen_history[0]
+        np.testing.assert_allclose(first["loss"], first["copy_last_mse"], rtol=1e-6)
     # Frozen phi: not an optimized parameter, kept in state.extra; its features, hence the target
     # spread, are exactly what they were, and f learns (the loss falls).
     assert set(frozen.params) == {"predictor"} and set(frozen.extra) == {"phi"}

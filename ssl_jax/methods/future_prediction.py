@@ -71,8 +71,12 @@ def windows(
 
 
 class FuturePrediction(Method):
-    """config.future.{phi_workdir, phi_step, train_phi, context, offset, phi_image_size};
-    config.model.predictor.{hidden_dim, num_layers, use_bn} (f; its output width is phi's)."""
+    """config.future.{phi_workdir, phi_step, train_phi, context, offset, phi_image_size, residual};
+    config.model.predictor.{hidden_dim, num_layers, use_bn} (f; its output width is phi's).
+
+    residual=True parameterizes f(x) = phi(x_t) + g(x) with g's last layer zero-initialized: the same
+    functions, but f starts as the copy-last-frame baseline and learns the change (phi's features have
+    a large mean that a freshly initialized MLP would first have to learn)."""
 
     batch_keys = ("frames",)
 
@@ -92,6 +96,7 @@ class FuturePrediction(Method):
                 f"config.future.context and offset must be >= 1; got {self.context}, {self.offset}."
             )
         self.train_phi = bool(fut.get("train_phi", False))
+        self.residual = bool(fut.get("residual", False))
         self.phi_workdir = fut.get("phi_workdir", "") or ""
         self._phi_saved_config = None
         if self.phi_workdir:
@@ -168,6 +173,7 @@ class FuturePrediction(Method):
             output_dim=output_dim,
             num_layers=head.get("num_layers", 2),
             use_bn=head.get("use_bn", True),
+            zero_init_last=self.residual,
             bn_axis_name=axis_name if self.config.model.get("sync_batch_norm", True) else None,
             dtype=common.activation_dtype(self.config.model),
         )
@@ -212,6 +218,8 @@ class FuturePrediction(Method):
             train=True,
             mutable=["batch_stats"],
         )
+        if self.residual:
+            predictions = last + predictions
         per_pair = feature_regression_loss(predictions, targets)
         new_stats = {**batch_stats, "predictor": updates["batch_stats"]}  # phi runs in eval mode
         metrics = {
@@ -243,6 +251,8 @@ class FuturePrediction(Method):
         inputs, targets, last = windows(features, self.context, self.offset)
         f = self._predictor(targets.shape[-1], None)
         predictions = f.apply(encoder_variables["predictor"], inputs, train=False)
+        if self.residual:
+            predictions = last + predictions
         return predictions, targets, last
 
     def encode(self, encoder_variables, images):

@@ -17,6 +17,8 @@ class MLPHead(nn.Module):
 
     Hidden Dense layers have no bias when BN follows (the BN bias replaces it). last_bn adds a BN after
     the final Dense, without scale and bias unless last_bn_affine (SimSiam's projector ends this way).
+    zero_init_last: the final Dense starts at zero, so the head outputs 0 until trained (a residual
+    branch that starts as the identity of what it is added to).
     """
 
     hidden_dim: int
@@ -25,6 +27,7 @@ class MLPHead(nn.Module):
     use_bn: bool = True
     last_bn: bool = False
     last_bn_affine: bool = False
+    zero_init_last: bool = False
     bn_axis_name: str | None = None
     bn_momentum: float = 0.9
     dtype: Any = jnp.float32
@@ -49,6 +52,9 @@ class MLPHead(nn.Module):
         x = nn.Dense(
             self.output_dim,
             use_bias=not self.last_bn,
+            kernel_init=(
+                nn.initializers.zeros if self.zero_init_last else nn.linear.default_kernel_init
+            ),
             dtype=self.dtype,
             param_dtype=jnp.float32,
             name=f"dense{last}",
