@@ -127,7 +127,9 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
             row = json.load(f)
         if row.get("settings") == settings(args):
             return row
-        print(f"{done} was made with other settings ({row.get('settings')}); re-running", flush=True)
+        print(
+            f"{done} was made with other settings ({row.get('settings')}); re-running", flush=True
+        )
     config = load(spec, args)
     start = time.perf_counter()
     if label == RANDOM:
