@@ -2,7 +2,7 @@
 self-supervised image method in the registry, and after supervised pre-training on another labelled task.
 
   python benchmarks/lecture_table.py --data-dir ../shared/data/fashion-mnist --steps 200 \
-      --finetune-steps 150
+      --finetune-steps 200 --finetune-learning-rate 3e-3
 
 Downstream task, the same for every row: Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle
 boot; 30,000 train / 5,000 test images), fine-tuned end to end with a new linear head on a class-balanced
