@@ -234,3 +234,15 @@ def test_exported_encoder_has_no_predictors(smoke_runs):
 
     encoder, step = checkpoint.load_encoder(smoke_runs["signal"])
     assert step == 3 and sorted(encoder["params"]) == ["context", "encoder"]
+
+
+@pytest.mark.parametrize("mode", ["image", "signal"])
+def test_cpc_checkpoint_fine_tunes(smoke_runs, mode):
+    """Fine-tuning takes a CPC checkpoint like any other (images get fine-tuning's augmentation,
+    signals none)."""
+    overrides = ["--config.eval.finetune_steps=2", "--config.eval.finetune_batch_size=16"]
+    argv = ["evaluate", "--workdir", smoke_runs[mode], "--protocol", "finetune_10pct", *overrides]
+    assert cli.main(argv) == 0
+    with open(os.path.join(smoke_runs[mode], "eval.json")) as f:
+        result = json.load(f)["finetune_10pct"]
+    assert result["steps"] == 2 and 0.0 <= result["top1"] <= 1.0

@@ -143,3 +143,49 @@ def test_finetune_1pct_from_pretrained_and_from_random_init(smoke_method, n_devi
     config.eval.finetune_random_init = False
     assert scratch["random_init"] and scratch["train_examples"] == 90
     assert scratch["top1"] != r["top1"] or scratch["train_loss"] != r["train_loss"]
+
+
+# ---------------------------------------------------------------- every method's checkpoint fits
+
+
+def _image_methods() -> list[str]:
+    from ssl_jax.methods import METHODS, method_class
+
+    return sorted(n for n in METHODS if method_class(n).batch_keys == ("image",))
+
+
+def _smoke_spec(name: str) -> str:
+    return (
+        "colorization_skimage.py:smoke"
+        if name == "colorization"
+        else (f"{name}_fashion_mnist.py:smoke")
+    )
+
+
+@pytest.mark.parametrize("name", _image_methods())
+def test_every_image_method_exports_what_its_fine_tuning_encoder_takes(name):
+    """What a method exports (`encoder_variables`) has exactly the parameter paths and shapes of the
+    network fine-tuning builds (`encoder_module`), and the classifier runs on `preprocess`'s output in
+    both modes: any image method's checkpoint feeds the fine-tuning protocols."""
+    config = engine_checks.load(_smoke_spec(name))
+    method = get_method(config)
+    size = int(config.data.get("image_size", 28) or 28)
+    channels = 3 if name == "colorization" else 1
+    variables = method.init(jax.random.key(0), (size, size, channels))
+    exported = method.encoder_variables(variables.params, variables.batch_stats)
+    model = finetune.Classifier(method.encoder_module(), 5)
+    example = np.zeros((2, size, size, channels), np.uint8)
+    params, batch_stats = finetune.start_variables(
+        model, method, example[:1], exported, jax.random.key(1)
+    )  # raises CheckpointMismatchError naming the paths otherwise
+    for train in (False, True):
+        x = method.preprocess(
+            jnp.asarray(example), train=train, rng=jax.random.key(2), example_ids=jnp.arange(2)
+        )
+        logits, _ = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            x,
+            train=train,
+            mutable=["batch_stats"],
+        )
+        assert logits.shape == (2, 5)

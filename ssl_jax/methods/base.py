@@ -165,16 +165,25 @@ class Method(abc.ABC):
             return common.eval_images(self.config, inputs)
         if rng is None or example_ids is None:
             raise ValueError("preprocess(train=True) needs rng and example_ids.")
-        data = self.config.data
-        spec = augment.ViewSpec(
-            crop_size=int(data.image_size),
+        spec = self.finetune_view(
+            mean=tuple(self.config.data.mean), std=tuple(self.config.data.std)
+        )
+        return augment.augment_batch(rng, inputs, example_ids, spec)
+
+    def finetune_view(self, *, mean: tuple[float, ...], std: tuple[float, ...]):
+        """Fine-tuning's augmentation (an `augment.ViewSpec`): a random resized crop to
+        config.data.image_size with scale config.eval.finetune_crop_scale and a horizontal flip, no
+        colour changes, normalized by mean and std."""
+        from ssl_jax import augment
+
+        return augment.ViewSpec(
+            crop_size=int(self.config.data.image_size),
             crop_scale=tuple(self.config.eval.get("finetune_crop_scale", (0.5, 1.0))),
             flip_prob=0.5,
             jitter_prob=0.0,
-            mean=tuple(data.mean),
-            std=tuple(data.std),
+            mean=mean,
+            std=std,
         )
-        return augment.augment_batch(rng, inputs, example_ids, spec)
 
     def protocols(self) -> dict[str, Callable[..., dict[str, Any]]]:
         """Evaluation protocols this method adds to ssl_jax.evaluate's generic ones (kNN, linear, ...).

@@ -184,8 +184,20 @@ class Colorization(Method):
     def encoder_variables(self, params, batch_stats):
         return {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}
 
+    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
+        """The backbone's input, the L channel [b, H, W, 1] in [-1, 1]: of the image as it is
+        (train=False) or of fine-tuning's random resized crop and flip of it (train=True)."""
+        if not train:
+            return lightness_input(pretext.rgb_to_lab(self._rgb(inputs)))
+        if rng is None or example_ids is None:
+            raise ValueError("preprocess(train=True) needs rng and example_ids.")
+        spec = self.finetune_view(mean=(0.0,), std=(1.0,))  # RGB in [0, 1], then Lab
+        rgb = augment.augment_batch(rng, inputs, example_ids, spec)
+        rgb = jnp.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+        return lightness_input(pretext.rgb_to_lab(rgb))
+
     def encode(self, encoder_variables, images):
-        x = lightness_input(pretext.rgb_to_lab(self._rgb(images)))
+        x = self.preprocess(images)
         encoder = self._encoder(None)
         return encoder.apply(encoder_variables, x, train=False).astype(jnp.float32)
 

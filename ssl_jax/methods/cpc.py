@@ -21,6 +21,7 @@ the examples of a batch.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -28,7 +29,13 @@ import ml_collections
 from ssl_jax.losses import cpc_loss
 from ssl_jax.methods import common
 from ssl_jax.methods.base import LossAux, Method, Variables
-from ssl_jax.models.cpc import FEATURE_KINDS, CPCNetwork, PatchGridEncoder, SignalEncoder
+from ssl_jax.models.cpc import (
+    FEATURE_KINDS,
+    CPCFeatures,
+    CPCNetwork,
+    PatchGridEncoder,
+    SignalEncoder,
+)
 
 # mode -> (source field it trains on, default features for evaluation)
 MODES = {"image_patches": ("image", "encoder"), "sequence": ("signal", "context")}
@@ -56,6 +63,19 @@ class CPC(Method):
             raise ValueError(
                 f"config.cpc.features must be one of {FEATURE_KINDS}, got {self.features!r}."
             )
+
+    def encoder_module(self, axis_name: str | None = None) -> nn.Module:
+        """x -> the configured features, with the "encoder" and "context" parameters that
+        `encoder_variables` exports (what fine-tuning trains)."""
+        del axis_name  # no BatchNorm
+        net = self.network()
+        return CPCFeatures(
+            encoder=net.encoder,
+            context_dim=net.context_dim,
+            num_predictions=net.num_predictions,
+            dtype=net.dtype,
+            kind=self.features,
+        )
 
     def network(self) -> CPCNetwork:
         cfg = self.config.cpc
@@ -85,11 +105,19 @@ class CPC(Method):
             dtype=dtype,
         )
 
-    def preprocess(self, x: jax.Array) -> jax.Array:
-        """The network's input: normalized float images, or the float signal as it is."""
+    def preprocess(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        rng: jax.Array | None = None,
+        example_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        """The network's input: the float signal as it is (no augmentation, in training either), or
+        images as `Method.preprocess` makes them (fine-tuning's light augmentation when train)."""
         if self.config.cpc.mode == "sequence":
             return jnp.asarray(x, jnp.float32)
-        return common.eval_images(self.config, x)
+        return super().preprocess(x, train=train, rng=rng, example_ids=example_ids)
 
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
         dtype = jnp.float32 if self.config.cpc.mode == "sequence" else jnp.uint8
@@ -115,10 +143,9 @@ class CPC(Method):
 
     def encoder_variables(self, params, batch_stats):
         del batch_stats
-        return {
-            "params": {"encoder": params["encoder"], "context": params["context"]},
-            "batch_stats": {},
-        }
+        # What `features` reads: the encoder, and the context network unless only z is used.
+        keep = ("encoder",) if self.features == "encoder" else ("encoder", "context")
+        return {"params": {k: params[k] for k in keep}, "batch_stats": {}}
 
     def encode(self, encoder_variables, images):
         return self.network().apply(

@@ -191,4 +191,16 @@ class CPCNetwork(nn.Module):
         return jnp.concatenate(pooled, axis=-1).astype(jnp.float32)
 
 
+class CPCFeatures(CPCNetwork):
+    """The transferable part of a CPCNetwork as an encoder: x -> `features(x, kind)` [b, D], with the
+    same "encoder" and "context" parameters (the predictors are never built), so a CPC checkpoint is
+    fine-tuned like any other encoder. `train` is accepted and unused (no BatchNorm or dropout)."""
+
+    kind: str = "context"
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        del train
+        return self.features(x, self.kind)
+
+
 FEATURE_KINDS = ("encoder", "context", "both")
