@@ -40,6 +40,11 @@ from ssl_jax.methods import METHODS, get_method, method_class  # noqa: E402
 DOWNSTREAM_CLASSES = (5, 6, 7, 8, 9)
 PROTOCOLS = ("finetune_1pct", "finetune_10pct")
 VARIANTS = ("small_cnn", "cpu", "")  # CPU-sized variants, in order of preference
+# Methods that cannot pre-train on Fashion-MNIST at all, and why.
+NOT_APPLICABLE = {
+    "colorization": "it predicts colour from lightness and Fashion-MNIST is grayscale; its offline "
+    "run on colour photographs is in benchmarks/results/pretext.md",
+}
 RANDOM, SUPERVISED = "random init (no pre-training)", "supervised (classes 0-4)"
 
 
@@ -59,6 +64,9 @@ def image_methods() -> tuple[list[tuple[str, str]], list[str]]:
         if name == "supervised" or method_class(name).batch_keys != ("image",):
             continue
         path = os.path.join(ROOT, "configs", f"{name}_fashion_mnist.py")
+        if name in NOT_APPLICABLE:
+            missing.append(f"{name} ({NOT_APPLICABLE[name]})")
+            continue
         if not os.path.isfile(path):
             missing.append(f"{name} (no configs/{name}_fashion_mnist.py)")
             continue
@@ -107,6 +115,13 @@ def downstream(config: ml_collections.ConfigDict, args) -> ml_collections.Config
     return config
 
 
+def encoder_name(config: ml_collections.ConfigDict) -> str:
+    """The network fine-tuned in a row: config.model.encoder, except for methods that bring their own."""
+    if config.method == "cpc":
+        return f"CPC patch-grid CNN + GRU ({config.cpc.get('features') or 'default'} features)"
+    return config.model.encoder
+
+
 def settings(args) -> dict:
     """What a finished row depends on besides its config: a row made with other values is re-run."""
     return {
@@ -149,7 +164,7 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
     row = {
         "method": label,
         "config": spec,
-        "encoder": config.model.encoder,
+        "encoder": encoder_name(config),
         "steps": steps,
         "batch": args.batch_size if steps else 0,
         "top1": {p: results[p]["top1"] for p in PROTOCOLS},
