@@ -15,9 +15,10 @@ direction's beside it), kNN / linear probe, and novel classification fine-tuned 
 model ("finetune") and from random initialisation ("finetune_scratch"). Measured results (the `:cpu`
 variant): benchmarks/results/austen.md, made by benchmarks/text_downstream.py.
 
-Variants: `:cpu` (the measured CPU run: 256 LSTM cells, 300 steps, 300 fine-tuning steps), `:smoke` (a tiny model, 3 steps, for tests), `:base`
-(ELMo's published size: 2 layers of 4096 LSTM cells projected to 512, 512-wide token embedding;
-accelerator-sized; ELMo's character CNN is replaced by the BPE embedding).
+Variants: `:cpu` (the measured CPU run: 256 LSTM cells, 300 steps, 300 fine-tuning steps), `:smoke`
+(a tiny model, 3 steps, for tests), `:base` (ELMo's published size: 2 layers of 4096 LSTM cells
+projected to 512, 512-wide token embedding; accelerator-sized; ELMo's character CNN is replaced by the
+BPE embedding).
 """
 
 from __future__ import annotations

@@ -155,11 +155,9 @@ def _image_methods() -> list[str]:
 
 
 def _smoke_spec(name: str) -> str:
-    return (
-        "colorization_skimage.py:smoke"
-        if name == "colorization"
-        else (f"{name}_fashion_mnist.py:smoke")
-    )
+    if name == "colorization":  # colour photographs: no Fashion-MNIST config
+        return "colorization_skimage.py:smoke"
+    return f"{name}_fashion_mnist.py:smoke"
 
 
 @pytest.mark.parametrize("name", _image_methods())

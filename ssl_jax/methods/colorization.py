@@ -43,6 +43,11 @@ def lightness_input(lab: jax.Array) -> jax.Array:
     return lab[..., :1] / 50.0 - 1.0
 
 
+def _three_channels(x: jax.Array) -> jax.Array:
+    """Gray images [..., 1] repeated to RGB; RGB as it is."""
+    return jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
 def annealed_mean_ab(logits: jax.Array, centers: jax.Array, temperature: float = 0.38) -> jax.Array:
     """Zhang et al. 2016, eq. 5: the mean of the bin centres under softmax(logits / T).
 
@@ -94,7 +99,7 @@ class Colorization(Method):
         x = augment.preprocess_eval(
             images, image_size=self.config.data.image_size, mean=(0.0,), std=(1.0,)
         )
-        return jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+        return _three_channels(x)
 
     # ---- the colour prior
 
@@ -192,8 +197,7 @@ class Colorization(Method):
         if rng is None or example_ids is None:
             raise ValueError("preprocess(train=True) needs rng and example_ids.")
         spec = self.finetune_view(mean=(0.0,), std=(1.0,))  # RGB in [0, 1], then Lab
-        rgb = augment.augment_batch(rng, inputs, example_ids, spec)
-        rgb = jnp.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+        rgb = _three_channels(augment.augment_batch(rng, inputs, example_ids, spec))
         return lightness_input(pretext.rgb_to_lab(rgb))
 
     def encode(self, encoder_variables, images):

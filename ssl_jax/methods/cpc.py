@@ -64,20 +64,14 @@ class CPC(Method):
                 f"config.cpc.features must be one of {FEATURE_KINDS}, got {self.features!r}."
             )
 
-    def encoder_module(self, axis_name: str | None = None) -> nn.Module:
+    def encoder_module(self, *, axis_name: str | None = None) -> nn.Module:
         """x -> the configured features, with the "encoder" and "context" parameters that
         `encoder_variables` exports (what fine-tuning trains)."""
         del axis_name  # no BatchNorm
-        net = self.network()
-        return CPCFeatures(
-            encoder=net.encoder,
-            context_dim=net.context_dim,
-            num_predictions=net.num_predictions,
-            dtype=net.dtype,
-            kind=self.features,
-        )
+        return self.network(CPCFeatures, kind=self.features)
 
-    def network(self) -> CPCNetwork:
+    def network(self, cls: type[CPCNetwork] = CPCNetwork, **kwargs) -> CPCNetwork:
+        """The configured network (`cls`, with extra fields `kwargs`: CPCFeatures for fine-tuning)."""
         cfg = self.config.cpc
         dtype = common.activation_dtype(self.config.model)
         if cfg.mode == "sequence":
@@ -98,11 +92,12 @@ class CPC(Method):
                 z_dim=cfg.z_dim,
                 dtype=dtype,
             )
-        return CPCNetwork(
+        return cls(
             encoder=encoder,
             context_dim=cfg.context_dim,
             num_predictions=cfg.num_predictions,
             dtype=dtype,
+            **kwargs,
         )
 
     def preprocess(
