@@ -153,7 +153,9 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
         encoder = None
         steps = 0
     else:
-        train.pretrain(config, workdir, overwrite=True)
+        if train.pretrain(config, workdir, overwrite=True).get("preempted"):
+            # Its checkpoint is saved; going on to fine-tune a half-trained row would be wrong.
+            raise SystemExit(f"{label}: pre-training stopped by a signal; re-run to redo this row.")
         method = get_method(config)
         encoder, _ = checkpoint.load_encoder(workdir)
         steps = args.steps

@@ -161,6 +161,8 @@ def run(method: str, args, mesh) -> dict:
     workdir = os.path.join(args.workdir, args.dataset, method)
     start = time.perf_counter()
     results = train.pretrain(config, workdir)
+    if results.get("preempted"):
+        raise SystemExit(f"{method}: pre-training stopped by a signal; re-run to resume.")
     seconds = time.perf_counter() - start
     encoder, _ = checkpoint.load_encoder(workdir)
     x, y = test_features(config, get_method(config), encoder, mesh)

@@ -129,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as e:
         print(f"ssl-jax: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
+    if results.get("preempted"):
+        # Stopped by a signal with its checkpoint saved: exit as the signal would have (143 for
+        # SIGTERM), so `ssl-jax pretrain && ...` and job schedulers see an unfinished run.
+        return 128 + results["signal"]
     import jax
 
     if jax.process_index() == 0:

@@ -211,7 +211,8 @@ def pretrain(
     """Pre-trains `config.method` into `workdir` (resuming from its latest checkpoint), then evaluates.
 
     stop_at_step: leave after checkpointing this step, as a preempted job would (no evaluation); the
-      next call resumes. Returns the final evaluation results (also written to WORKDIR/eval.json).
+      next call resumes. Returns the final evaluation results (also written to WORKDIR/eval.json), or,
+      when SIGTERM / SIGINT stopped the run early, {"step", "stopped", "preempted": True, "signal"}.
     """
     from ssl_jax import (
         evaluate,  # evaluation imports the method registry too; keep the import local
@@ -319,7 +320,7 @@ def pretrain(
     if preempted:
         writer.close()
         print(f"Stopped by a signal after step {done}; checkpoint saved. Run again to resume.")
-        return {"step": done, "stopped": True, "preempted": True}
+        return {"step": done, "stopped": True, "preempted": True, "signal": int(preemption.signum)}
     if stop_at_step is not None and stop_at_step < num_steps:
         writer.close()
         return {"step": stop_at_step, "stopped": True}
@@ -374,6 +375,8 @@ class _PreemptionRequest:
         import threading
 
         self.requested = False
+        # The signal that asked to stop (SIGTERM when the coordination service did).
+        self.signum = None
         self._previous = {}
         self._multi = jax.process_count() > 1
         if not self._multi and threading.current_thread() is threading.main_thread():
@@ -381,10 +384,15 @@ class _PreemptionRequest:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def reached(self, step: int) -> bool:
+        import signal
+
         if self._multi:
             from jax.experimental import multihost_utils
 
-            return bool(multihost_utils.reached_preemption_sync_point(step))
+            if multihost_utils.reached_preemption_sync_point(step):
+                self.signum = self.signum or signal.SIGTERM
+                return True
+            return False
         return self.requested
 
     def _handle(self, signum, frame):
@@ -394,6 +402,7 @@ class _PreemptionRequest:
         if self.requested and signum == signal.SIGINT:  # a second Ctrl-C means now
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
 
     def restore(self) -> None:
         import signal
