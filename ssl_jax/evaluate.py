@@ -141,6 +141,7 @@ def _run_knn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
         k=eval_cfg.knn_k,
         temperature=eval_cfg.knn_temperature,
         chunk_size=int(eval_cfg.get("knn_chunk_size", 1024)),
+        bank_chunk_size=int(eval_cfg.get("knn_bank_chunk_size", 65536)),
     )
     return {**out, "k": int(eval_cfg.knn_k), "temperature": float(eval_cfg.knn_temperature)}
 

@@ -64,16 +64,26 @@ def test_accuracy_rejects_k_above_num_classes():
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
-def test_knn_predict_matches_reference(dtype):
+@pytest.mark.parametrize(
+    "dtype,bank_chunk_size", [(np.float32, 65536), (jnp.bfloat16, 65536), (np.float32, 64)]
+)
+def test_knn_predict_matches_reference(dtype, bank_chunk_size):
     rng = np.random.default_rng(1)
     # Scaled rows check that the features really are normalised; 37 queries in chunks of 8 leave a
-    # padded last chunk. Continuous random features make ties in the top k vanishingly unlikely.
+    # padded last chunk, and 300 training rows in chunks of 64 a last chunk that overlaps the one
+    # before. Continuous random features make ties in the top k vanishingly unlikely.
     train = (rng.normal(size=(300, 16)) * rng.uniform(0.5, 3, size=(300, 1))).astype(dtype)
     query = rng.normal(size=(37, 16)).astype(dtype)
     train_labels = rng.integers(0, 7, size=300).astype(np.int32)
     scores = evaluate.knn_predict(
-        train, train_labels, query, num_classes=7, k=5, temperature=0.1, chunk_size=8
+        train,
+        train_labels,
+        query,
+        num_classes=7,
+        k=5,
+        temperature=0.1,
+        chunk_size=8,
+        bank_chunk_size=bank_chunk_size,
     )
     assert scores.shape == (37, 7) and scores.dtype == jnp.float32
     # bf16 inputs are compared on their bf16 values: the products are exact, only the sums round.
@@ -81,6 +91,22 @@ def test_knn_predict_matches_reference(dtype):
         np.asarray(train, np.float32), train_labels, np.asarray(query, np.float32), 7, 5, 0.1
     )
     np.testing.assert_allclose(scores, expected, rtol=2e-5)
+
+
+def test_knn_bank_chunks_break_ties_as_one_top_k():
+    # Each training row appears twice, 50 rows apart and with different labels: with k=1 only the
+    # earlier copy may vote, wherever the bank's chunk boundaries fall (chunks of 7 over 100 rows
+    # put the copies in different chunks and slide the last chunk back over rows already seen).
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(50, 8)).astype(np.float32)
+    train = np.concatenate([base, base])
+    labels = np.concatenate([np.zeros(50, np.int32), np.ones(50, np.int32)])
+    kwargs = dict(num_classes=2, k=1, temperature=0.1, chunk_size=16)
+    for bank_chunk_size in (7, 50, 100):
+        scores = evaluate.knn_predict(
+            train, labels, base, bank_chunk_size=bank_chunk_size, **kwargs
+        )
+        assert np.all(np.argmax(np.asarray(scores), axis=1) == 0), bank_chunk_size
 
 
 def test_knn_predict_compiles_once_per_shape():
