@@ -299,14 +299,9 @@ def _reading(path: str, steps: list[int]):
         raise CorruptCheckpointError(_corrupt_message(path, steps, problem)) from e
 
 
-def load_encoder(
-    workdir: str, step: int | None = None, *, expected: Any = None
-) -> tuple[dict, int]:
-    """The pre-trained encoder variables ({"params", "batch_stats"}) as numpy arrays, and their step.
-
-    expected: if given (e.g. `jax.eval_shape` of the encoder's init), the saved encoder must have its
-      parameter paths and shapes (CheckpointMismatchError otherwise, before any array is read).
-    """
+@contextlib.contextmanager
+def _encoder_step(workdir: str, step: int | None):
+    """(manager, step, path, saved encoder metadata tree) of `step` (default: the newest)."""
     directory = checkpoint_dir(workdir)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"No checkpoints in {directory}: run `ssl-jax pretrain` first.")
@@ -319,17 +314,41 @@ def load_encoder(
         if step not in steps:
             raise FileNotFoundError(f"No checkpoint of step {step} in {directory}; it has {steps}.")
         path = os.path.join(directory, str(step))
-        if expected is not None:
-            with _reading(path, steps):
-                metadata = manager.item_metadata(step)[ENCODER]
-            check_tree_matches(
-                expected, getattr(metadata, "tree", metadata), what=f"The encoder in {path}"
-            )
         with _reading(path, steps):
-            restored = manager.restore(
-                step, args=ocp.args.Composite(**{ENCODER: ocp.args.StandardRestore()})
-            )
-            encoder = jax.tree.map(np.asarray, restored[ENCODER])
+            metadata = manager.item_metadata(step)[ENCODER]
+        yield manager, step, path, getattr(metadata, "tree", metadata)
     finally:
         manager.close()
+
+
+def encoder_shapes(workdir: str, step: int | None = None) -> Any:
+    """The saved encoder's tree as `jax.ShapeDtypeStruct`s, read from the metadata (no array)."""
+    with _encoder_step(workdir, step) as (_, _, _, saved):
+        return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype), saved)
+
+
+def load_encoder(
+    workdir: str, step: int | None = None, *, expected: Any = None
+) -> tuple[dict, int]:
+    """The pre-trained encoder variables ({"params", "batch_stats"}) as numpy arrays, and their step.
+
+    expected: if given (e.g. `Method.exported_shapes`, or `jax.eval_shape` of the encoder's init),
+      the saved encoder must have its parameter paths and shapes (CheckpointMismatchError otherwise,
+      before any array is read).
+    Whatever mesh wrote the checkpoint, the arrays are read whole onto this process's first device:
+    a run saved on 8 devices is evaluated or exported on 1.
+    """
+    with _encoder_step(workdir, step) as (manager, step, path, saved):
+        if expected is not None:
+            check_tree_matches(expected, saved, what=f"The encoder in {path}")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype, sharding=device), saved
+        )
+        steps = sorted(manager.all_steps())
+        with _reading(path, steps):
+            restored = manager.restore(
+                step, args=ocp.args.Composite(**{ENCODER: ocp.args.StandardRestore(target)})
+            )
+            encoder = jax.tree.map(np.asarray, restored[ENCODER])
     return encoder, step

@@ -192,6 +192,16 @@ def _add_missing_eval_fields(config: ml_collections.ConfigDict) -> None:
             config.eval[key] = value
 
 
+def expected_encoder(config: ml_collections.ConfigDict, method: Any) -> Any:
+    """The encoder tree (`jax.ShapeDtypeStruct`s) `method` exports under `config` for the examples of
+    config.data: what a checkpoint must hold to be evaluated with this config, so an override that
+    changes the architecture fails naming the parameter paths."""
+    from ssl_jax import data
+
+    source = data.get_source(config.data, "train")
+    return method.exported_shapes(data.example_shape(source, method.batch_keys[0]))
+
+
 def evaluate_workdir(
     workdir: str,
     protocols: Sequence[str] | None = None,
@@ -207,7 +217,9 @@ def evaluate_workdir(
     _add_missing_eval_fields(config)
     config_util.apply_overrides(config, overrides)
     method = get_method(config)
-    encoder, step = checkpoint.load_encoder(workdir, step)
+    encoder, step = checkpoint.load_encoder(
+        workdir, step, expected=expected_encoder(config, method)
+    )
     protocols = tuple(config.eval.protocols) if protocols is None else tuple(protocols)
     results = evaluate_encoder(config, method, encoder, protocols, mesh=parallel.make_mesh())
     results["step"] = int(step)

@@ -340,6 +340,49 @@ def test_checkpoint_of_another_architecture_names_the_parameters_and_both_shapes
     )
 
 
+def test_evaluate_with_an_architecture_override_names_the_parameters(reference, tmp_path, capsys):
+    """`ssl-jax evaluate --config.model...` that changes the encoder is refused before any array
+    is read, naming the parameters, instead of failing inside the network with one shape."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(reference, workdir)
+    wider = "--config.model.encoder_kwargs={'widths': (8, 32), 'strides': (2, 2)}"
+    assert cli.main(["evaluate", "--workdir", workdir, "--protocol", "knn", wider]) == 2
+    err = capsys.readouterr().err
+    assert f"The encoder in {checkpoint.checkpoint_dir(workdir)}/{N} does not fit" in err
+    assert "params/conv1/kernel: checkpoint" in err
+
+
+def test_a_checkpoint_saved_on_8_devices_loads_on_1(reference, tmp_path):
+    """Evaluation and export read the encoder whole, whatever mesh wrote it: a run trained on 8
+    devices (this process) is read by a process that has one."""
+    out = str(tmp_path / "encoder.npz")
+    script = (
+        "import sys, jax, numpy as np\n"
+        "from ssl_jax import checkpoint\n"
+        "assert jax.device_count() == 1, jax.devices()\n"
+        "encoder, _ = checkpoint.load_encoder(sys.argv[1])\n"
+        "leaves = jax.tree_util.tree_leaves_with_path(encoder)\n"
+        "np.savez(sys.argv[2], **{jax.tree_util.keystr(p): x for p, x in leaves})\n"
+    )
+    flags = " ".join(f for f in os.environ["XLA_FLAGS"].split() if "device_count" not in f)
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, reference, out],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    here, _ = checkpoint.load_encoder(reference)
+    there = np.load(out)
+    leaves = jax.tree_util.tree_leaves_with_path(here)
+    assert sorted(there.files) == sorted(jax.tree_util.keystr(p) for p, _ in leaves)
+    for path, x in leaves:
+        np.testing.assert_array_equal(there[jax.tree_util.keystr(path)], x)
+
+
 # --- The disk filling during a save. ---
 
 

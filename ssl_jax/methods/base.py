@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import flax
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 PyTree = Any
@@ -41,6 +42,19 @@ class Variables(NamedTuple):
     params: PyTree
     batch_stats: PyTree
     extra: PyTree
+
+
+def fresh_state(variables: Variables) -> TrainState:
+    """A `TrainState` at step 0 holding `variables`, with no optimizer state: what `export_encoder`
+    reads from a state, for variables that were never trained."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables.params,
+        batch_stats=variables.batch_stats,
+        opt_state=(),
+        rng=jax.random.key(0),
+        extra=variables.extra,
+    )
 
 
 class LossAux(NamedTuple):
@@ -124,6 +138,17 @@ class Method(abc.ABC):
         Default: the optimized backbone. Methods whose reported network is a target (DINO's teacher)
         override this."""
         return self.encoder_variables(state.params, state.batch_stats)
+
+    def exported_shapes(self, example_shape: tuple[int, ...]) -> PyTree:
+        """What `export_encoder` returns for examples of `example_shape`, as `jax.ShapeDtypeStruct`s,
+        traced without computing anything: the tree a checkpoint must hold to be evaluated or
+        fine-tuned under this config (`checkpoint.load_encoder(..., expected=...)`)."""
+
+        def exported():
+            variables = self.init(jax.random.key(0), example_shape)
+            return self.export_encoder(fresh_state(variables))
+
+        return jax.eval_shape(exported)
 
     @abc.abstractmethod
     def encode(self, encoder_variables: dict[str, PyTree], images: jax.Array) -> jax.Array:

@@ -37,7 +37,7 @@ import numpy as np
 from ssl_jax import augment, models
 from ssl_jax.losses import feature_regression_loss, feature_std
 from ssl_jax.methods import common
-from ssl_jax.methods.base import LossAux, Method, PyTree, TrainState, Variables
+from ssl_jax.methods.base import LossAux, Method, PyTree, TrainState, Variables, fresh_state
 
 
 def windows(
@@ -185,7 +185,13 @@ class FuturePrediction(Method):
         if len(image_shape) != 4:
             raise ValueError(f"future prediction trains on clips [T, H, W, C]; got {image_shape}")
         phi_rng, f_rng = jax.random.split(rng)
-        phi_vars = dict(self._load_phi(phi_rng, image_shape[1:]))
+        return self._init_around(self._load_phi(phi_rng, image_shape[1:]), f_rng, image_shape)
+
+    def _init_around(
+        self, phi_vars: PyTree, f_rng: jax.Array, image_shape: tuple[int, ...]
+    ) -> Variables:
+        """The method's variables with phi's given: f initialized on phi's features of clips."""
+        phi_vars = dict(phi_vars)
         phi_vars.setdefault("batch_stats", {})
         dummy = jnp.zeros((1, *image_shape), jnp.uint8)
         inputs, targets, _ = windows(self.clip_features(phi_vars, dummy), self.context, self.offset)
@@ -197,6 +203,22 @@ class FuturePrediction(Method):
             batch_stats["phi"] = phi_vars["batch_stats"]
             return Variables(params, batch_stats, extra={})
         return Variables(params, batch_stats, extra={"phi": phi_vars})
+
+    def exported_shapes(self, example_shape: tuple[int, ...]) -> PyTree:
+        """As `Method.exported_shapes`; phi read from phi_workdir is taken from its checkpoint's
+        metadata, so no array is read (and none could be inside the trace)."""
+        if self._phi_saved_config is None or self._phi_loaded is not None:
+            return super().exported_shapes(example_shape)
+        from ssl_jax import checkpoint
+
+        step = int(self.config.future.get("phi_step", 0)) or None
+        phi = checkpoint.encoder_shapes(self.phi_workdir, step)
+
+        def exported(phi_vars):
+            variables = self._init_around(phi_vars, jax.random.key(0), tuple(example_shape))
+            return self.export_encoder(fresh_state(variables))
+
+        return jax.eval_shape(exported, phi)
 
     def _phi_variables(self, params: PyTree, batch_stats: PyTree, extra: PyTree) -> PyTree:
         if self.train_phi:
