@@ -125,11 +125,20 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def config_differences(saved: dict, new: dict) -> list[str]:
-    """Keys whose values differ between two config dicts, ignoring the resumable ones."""
+    """Keys whose values differ between two config dicts, ignoring the resumable ones.
+
+    A key the saved config lacks (it was written before the option existed) counts as the same when
+    the new config leaves it at ssl_jax.default_config's value: the old run behaved as the default.
+    """
+    from ssl_jax import default_config
+
     a, b = _flatten(saved), _flatten(new)
+    defaults = _flatten(to_dict(default_config.get_config()))
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key.split(".")[0] in RESUMABLE_KEYS:
+            continue
+        if key not in a and key in defaults and b.get(key) == defaults[key]:
             continue
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")

@@ -199,6 +199,24 @@ def test_workdir_holding_another_run_is_refused(tmp_path, capsys):
     assert os.path.isdir(os.path.join(tmp_path, "checkpoints"))  # nothing lost
 
 
+def test_a_key_missing_from_an_older_saved_config_counts_as_its_default():
+    """A workdir written before an option existed resumes when the option stays at its default,
+    and is another run when it does not."""
+    from ssl_jax import config_util, default_config
+
+    new = config_util.to_dict(default_config.get_config())
+    saved = {k: v for k, v in new.items() if k != "online_probe"}  # the option did not exist yet
+    assert config_util.config_differences(saved, new) == []
+    new["online_probe"] = {"enabled": True}
+    assert config_util.config_differences(saved, new) == [
+        "online_probe.enabled: '<absent>' -> True"
+    ]
+    # A key that is not a default anywhere is still a difference when it appears.
+    assert config_util.config_differences(saved, {**saved, "extra_key": 1}) == [
+        "extra_key: '<absent>' -> 1"
+    ]
+
+
 class NaNAtStep(SimCLR):
     """SimCLR whose loss is NaN at step 2 (0-based), to exercise the non-finite policy."""
 
