@@ -15,8 +15,11 @@ whole test split. Pre-training, `--steps` steps of batch `--batch-size` per row:
 - supervised: configs/supervised_fashion_mnist.py, a classifier on the labels of classes 0-4 only (the
   R-CNN recipe: another labelled task; no downstream label is seen);
 - random init: the small CNN, untrained (fine-tuning from scratch).
+Each row is pre-trained once and fine-tuned once per `--seeds` seed (the labelled subset, the head and the
+batch order change with it); the table gives mean ± sample std over the seeds.
 Each row's workdir is runs/lecture_table/<row>; its result is kept in row.json there, so a re-run skips
-rows finished with the same settings. Writes benchmarks/results/lecture_table.md after every row.
+rows finished with the same settings, and a row whose pre-training is finished with the same config only
+fine-tunes again. Writes benchmarks/results/lecture_table.md after every row.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
 
 from ssl_jax import checkpoint, config_util, evaluate, parallel, train  # noqa: E402
 from ssl_jax.methods import METHODS, get_method, method_class  # noqa: E402
@@ -131,55 +135,94 @@ def settings(args) -> dict:
         "finetune_steps": args.finetune_steps,
         "finetune_batch_size": args.finetune_batch_size,
         "finetune_learning_rate": args.finetune_learning_rate,
+        "seeds": list(args.seeds),
     }
+
+
+def pretrained(workdir: str, config: ml_collections.ConfigDict) -> bool:
+    """Whether `workdir` holds this config's finished pre-training, so a row re-run for other
+    fine-tuning settings only fine-tunes."""
+    path = os.path.join(workdir, config_util.CONFIG_FILE)
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("num_steps") != config.num_steps or config_util.config_differences(
+        saved, config_util.to_dict(config)
+    ):
+        return False
+    ckpt = checkpoint.Checkpointer(workdir)
+    try:
+        return ckpt.latest_step() == config.num_steps
+    finally:
+        ckpt.close()
 
 
 def run_row(label: str, spec: str, args, mesh) -> dict:
     workdir = os.path.join(args.workdir, label.split(" ")[0])
     done = os.path.join(workdir, "row.json")
+    previous = {}
     if os.path.isfile(done):
         with open(done) as f:
-            row = json.load(f)
-        if row.get("settings") == settings(args):
-            return row
-        print(
-            f"{done} was made with other settings ({row.get('settings')}); re-running", flush=True
-        )
+            previous = json.load(f)
+        if previous.get("settings") == settings(args):
+            return previous
+        print(f"{done} was made with other settings ({previous.get('settings')}); re-running")
     config = load(spec, args)
     start = time.perf_counter()
     if label == RANDOM:
         config.eval.finetune_random_init = True
-        method = get_method(config)
-        encoder = None
-        steps = 0
+        encoder, steps, pretrain_minutes = None, 0, 0.0
     else:
-        if train.pretrain(config, workdir, overwrite=True).get("preempted"):
-            # Its checkpoint is saved; going on to fine-tune a half-trained row would be wrong.
-            raise SystemExit(f"{label}: pre-training stopped by a signal; re-run to redo this row.")
-        method = get_method(config)
+        if pretrained(workdir, config):
+            print(f"{workdir}: pre-training already done; fine-tuning only", flush=True)
+            pretrain_minutes = previous.get("pretrain_minutes")
+        else:
+            if train.pretrain(config, workdir, overwrite=True).get("preempted"):
+                # Its checkpoint is saved; going on to fine-tune a half-trained row would be wrong.
+                raise SystemExit(
+                    f"{label}: pre-training stopped by a signal; re-run to redo this row."
+                )
+            pretrain_minutes = (time.perf_counter() - start) / 60
         encoder, _ = checkpoint.load_encoder(workdir)
         steps = args.steps
-    pretrain_s = time.perf_counter() - start
-    results = evaluate.evaluate_encoder(
-        downstream(config, args), method, encoder, PROTOCOLS, mesh=mesh
-    )
+    method = get_method(config)
+    start = time.perf_counter()
+    top1 = {p: [] for p in PROTOCOLS}
+    for seed in args.seeds:
+        # The seed fixes the labelled subset, the new head (and, for random init, the encoder) and
+        # the order of the fine-tuning batches.
+        down = downstream(config, args)
+        down.seed = seed
+        results = evaluate.evaluate_encoder(down, method, encoder, PROTOCOLS, mesh=mesh)
+        for p in PROTOCOLS:
+            top1[p].append(results[p]["top1"])
     row = {
         "method": label,
         "config": spec,
         "encoder": encoder_name(config),
         "steps": steps,
         "batch": args.batch_size if steps else 0,
-        "top1": {p: results[p]["top1"] for p in PROTOCOLS},
+        "seeds": list(args.seeds),
+        "top1": top1,
         "train_examples": {p: results[p]["train_examples"] for p in PROTOCOLS},
         "finetune_steps": {p: results[p]["steps"] for p in PROTOCOLS},
         "settings": settings(args),
-        "pretrain_minutes": pretrain_s / 60,
-        "minutes": (time.perf_counter() - start) / 60,
+        "pretrain_minutes": pretrain_minutes,
+        "finetune_minutes": (time.perf_counter() - start) / 60,
     }
     os.makedirs(workdir, exist_ok=True)
     with open(done, "w") as f:
         json.dump(row, f, indent=2)
     return row
+
+
+def mean_std(values: list[float]) -> str:
+    """Accuracies as "mean ± sample std" in percent (the mean alone for one seed)."""
+    x = 100 * np.asarray(values)
+    if len(x) == 1:
+        return f"{x[0]:.2f}"
+    return f"{x.mean():.2f} ± {x.std(ddof=1):.2f}"
 
 
 def markdown(
@@ -202,21 +245,27 @@ def markdown(
         "(disjoint from the downstream classes).",
     ]
     if ft:
+        seeds = ", ".join(str(seed) for seed in args.seeds)
         lines.append(
             f"Fine-tuning: {args.finetune_steps} steps of batch {args.finetune_batch_size}, learning rate "
             f"{args.finetune_learning_rate:g}, on {ft['train_examples']['finetune_1pct']} (1%) / "
-            f"{ft['train_examples']['finetune_10pct']} (10%) labelled images, one seed."
+            f"{ft['train_examples']['finetune_10pct']} (10%) labelled images; repeated for seeds "
+            f"{seeds} (each its own labelled subset, head and batch order) over one pre-training, "
+            "and reported as mean ± sample std over the seeds."
         )
     lines += [
         "",
-        "| pre-training | config | encoder | steps | 1% labels top-1 | 10% labels top-1 | wall time |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| pre-training | config | encoder | steps | 1% labels top-1 | 10% labels top-1 | "
+        "pre-training time | fine-tuning time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        pretrain = r.get("pretrain_minutes")
         lines.append(
             f"| {r['method']} | `{r['config']}` | {r['encoder']} | {r['steps']} | "
-            f"{100 * r['top1']['finetune_1pct']:.2f}% | {100 * r['top1']['finetune_10pct']:.2f}% | "
-            f"{r['minutes']:.1f} min |"
+            f"{mean_std(r['top1']['finetune_1pct'])}% | {mean_std(r['top1']['finetune_10pct'])}% | "
+            f"{'-' if pretrain is None else f'{pretrain:.1f} min'} | "
+            f"{r['finetune_minutes']:.1f} min |"
         )
     if pending:
         lines += ["", "Still to run (re-run the command to resume): " + ", ".join(pending) + "."]
@@ -233,6 +282,12 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-steps", type=int, default=150)
     parser.add_argument("--finetune-batch-size", type=int, default=128)
     parser.add_argument("--finetune-learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: tuple(int(seed) for seed in text.split(",")),
+        default=(0, 1, 2),
+        help="fine-tuning seeds, comma-separated: each row is fine-tuned once per seed",
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset (default: all found)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "lecture_table"))
     parser.add_argument(
