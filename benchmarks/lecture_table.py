@@ -15,8 +15,8 @@ whole test split. Pre-training, `--steps` steps of batch `--batch-size` per row:
 - supervised: configs/supervised_fashion_mnist.py, a classifier on the labels of classes 0-4 only (the
   R-CNN recipe: another labelled task; no downstream label is seen);
 - random init: the small CNN, untrained (fine-tuning from scratch).
-Each row is pre-trained once and fine-tuned once per `--seeds` seed (the labelled subset, the head and the
-batch order change with it); the table gives mean ± sample std over the seeds.
+Each row is pre-trained once and fine-tuned once per `--seeds` seed (config.eval.finetune_seeds: the
+labelled subset and the batch order change with it); the table gives mean ± sample std over the seeds.
 Each row's workdir is runs/lecture_table/<row>; its result is kept in row.json there, so a re-run skips
 rows finished with the same settings, and a row whose pre-training is finished with the same config only
 fine-tunes again. Writes benchmarks/results/lecture_table.md after every row.
@@ -116,6 +116,8 @@ def downstream(config: ml_collections.ConfigDict, args) -> ml_collections.Config
     config.eval.finetune_steps = args.finetune_steps
     config.eval.finetune_batch_size = args.finetune_batch_size
     config.eval.finetune_learning_rate = args.finetune_learning_rate
+    # One fine-tuning per seed, each on its own labelled subset and batch order (ssl_jax.finetune).
+    config.eval.finetune_seeds = tuple(args.seeds)
     return config
 
 
@@ -188,15 +190,9 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
         steps = args.steps
     method = get_method(config)
     start = time.perf_counter()
-    top1 = {p: [] for p in PROTOCOLS}
-    for seed in args.seeds:
-        # The seed fixes the labelled subset, the new head (and, for random init, the encoder) and
-        # the order of the fine-tuning batches.
-        down = downstream(config, args)
-        down.seed = seed
-        results = evaluate.evaluate_encoder(down, method, encoder, PROTOCOLS, mesh=mesh)
-        for p in PROTOCOLS:
-            top1[p].append(results[p]["top1"])
+    results = evaluate.evaluate_encoder(
+        downstream(config, args), method, encoder, PROTOCOLS, mesh=mesh
+    )
     row = {
         "method": label,
         "config": spec,
@@ -204,7 +200,7 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
         "steps": steps,
         "batch": args.batch_size if steps else 0,
         "seeds": list(args.seeds),
-        "top1": top1,
+        "top1": {p: results[p]["top1_per_seed"] for p in PROTOCOLS},
         "train_examples": {p: results[p]["train_examples"] for p in PROTOCOLS},
         "finetune_steps": {p: results[p]["steps"] for p in PROTOCOLS},
         "settings": settings(args),
@@ -249,9 +245,10 @@ def markdown(
         lines.append(
             f"Fine-tuning: {args.finetune_steps} steps of batch {args.finetune_batch_size}, learning rate "
             f"{args.finetune_learning_rate:g}, on {ft['train_examples']['finetune_1pct']} (1%) / "
-            f"{ft['train_examples']['finetune_10pct']} (10%) labelled images; repeated for seeds "
-            f"{seeds} (each its own labelled subset, head and batch order) over one pre-training, "
-            "and reported as mean ± sample std over the seeds."
+            f"{ft['train_examples']['finetune_10pct']} (10%) labelled images; repeated for "
+            f"`finetune_seeds` {seeds} (each its own class-balanced labelled subset and batch order; "
+            "the zero-initialized head, and for random init the encoder, start from the row's "
+            "config seed) over one pre-training, reported as mean ± sample std over the seeds."
         )
     lines += [
         "",
