@@ -7,6 +7,8 @@ benchmarks/results/throughput.md with the device, driver and library versions.
 
   python benchmarks/throughput.py                      # every case, on whatever devices exist
   python benchmarks/throughput.py --cases simclr_r18_cifar --steps 5 --batch-scale 0.0625   # a quick look
+  python benchmarks/throughput.py --cases simclr_r18_fmnist --data-dir ../shared/data/fashion-mnist \
+      --checkpoint-every 10        # + the real-data rate and the cost of asynchronous checkpoints
 
 FLOP counts ("model FLOPs", as MFU is defined by Chowdhery et al. 2022, PaLM, App. B: the FLOPs the model
 needs, not what an implementation spends on recomputation or masked-out work). Matmuls only (biases,
@@ -44,6 +46,7 @@ import time
 from collections.abc import Callable
 
 import jax
+import ml_collections
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -248,10 +251,11 @@ def _from_file(spec: str, **fields):
     return make
 
 
-def _images(size: int):
+def _images(size: int, channels: int = 3):
     def make(rng, batch, config):
         del config
-        return {"image": rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)}
+        shape = (batch, size, size, channels)
+        return {"image": rng.integers(0, 256, size=shape, dtype=np.uint8)}
 
     return make
 
@@ -303,6 +307,18 @@ CASES = {
         lambda config: 2,
         note="two SimCLR views augmented on device, synchronized BN, NT-Xent, LARS",
     ),
+    "simclr_r18_fmnist": Case(
+        "simclr_r18_fmnist",
+        "resnet18 (cifar stem)",
+        "28x28x1 uint8",
+        "images",
+        512,
+        _from_file("simclr_fashion_mnist.py"),
+        _images(28, channels=1),
+        lambda config: 2,
+        note="configs/simclr_fashion_mnist.py's recipe (grayscale views, bf16, LARS); the case that "
+        "`--data-dir` also feeds from the real Fashion-MNIST files through the training loader",
+    ),
     "simclr_r50_224": Case(
         "simclr_r50_224",
         "resnet50 (imagenet stem)",
@@ -353,7 +369,76 @@ CASES = {
 }
 
 
-def run_case(case: Case, *, examples: int, steps: int, warmup: int, mesh) -> dict:
+def _timed_windows(step_fn, state, batch_at, *, start: int, steps: int):
+    """(state, metrics, seconds per step): the best of three windows of `steps` steps dispatched back
+    to back (transfers and compute overlap, as in training), each clocked to its blocked result."""
+    windows = []
+    for r in range(3):
+        t0 = time.perf_counter()
+        for i in range(steps):
+            state, metrics = step_fn(state, batch_at(start + r * steps + i))
+        jax.block_until_ready((state, metrics))
+        windows.append((time.perf_counter() - t0) / steps)
+    return state, metrics, float(min(windows))
+
+
+def _real_data_loader(config, data_dir: str, examples: int, keys):
+    """The training loader (`ssl_jax.data.BatchLoader`, shuffled, prefetching) over the real files."""
+    from ssl_jax import data
+
+    data_cfg = ml_collections.ConfigDict(config.data.to_dict())
+    data_cfg.data_dir = data_dir
+    source = data.get_source(data_cfg, "train")
+    return source, data.BatchLoader(
+        source,
+        examples,
+        seed=0,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        keys=keys,
+    )
+
+
+def _checkpoint_cost(step_fn, state, batch_at, method, *, start: int, steps: int, every: int):
+    """Per-step wall times (each step blocked on) over `steps` steps with an asynchronous Orbax save
+    (`ssl_jax.checkpoint.Checkpointer`, as training saves) after every `every`-th: (mean ms of the
+    save step and the two after it, mean ms of the others)."""
+    import tempfile
+
+    from ssl_jax import checkpoint
+
+    near, far = [], []
+    with tempfile.TemporaryDirectory() as workdir:
+        ckpt = checkpoint.Checkpointer(workdir, max_to_keep=2)
+        last_save = None
+        try:
+            for i in range(steps):
+                t0 = time.perf_counter()
+                state, metrics = step_fn(state, batch_at(start + i))
+                if (i + 1) % every == 0:
+                    ckpt.save(i + 1, state, {"step": i + 1}, method.export_encoder(state))
+                    last_save = i
+                jax.block_until_ready((state, metrics))
+                ms = 1e3 * (time.perf_counter() - t0)
+                near_save = last_save is not None and i - last_save <= 2
+                (near if near_save else far).append(ms)
+        finally:
+            ckpt.close()
+    return state, float(np.mean(near)), float(np.mean(far))
+
+
+def run_case(
+    case: Case,
+    *,
+    examples: int,
+    steps: int,
+    warmup: int,
+    mesh,
+    data_dir: str = "",
+    checkpoint_every: int = 0,
+) -> dict:
+    """Times `case`. data_dir: also time the step fed by the training loader over the real files
+    (cases on Fashion-MNIST); checkpoint_every: also time steps around asynchronous saves."""
     config = case.config_fn(examples)
     method = get_method(config, num_steps=10_000, steps_per_epoch=100)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 100, 10_000), 10_000)
@@ -376,16 +461,41 @@ def run_case(case: Case, *, examples: int, steps: int, warmup: int, mesh) -> dic
     for i in range(1, warmup):
         state, metrics = step_fn(state, batch_at(i))
     jax.block_until_ready((state, metrics))
-    # Steps are dispatched back to back (transfers and compute overlap, as in training); the clock
-    # stops on the blocked result of the last one. Best of three windows, to skip stray hiccups.
-    windows = []
-    for r in range(3):
-        t0 = time.perf_counter()
-        for i in range(steps):
-            state, metrics = step_fn(state, batch_at(warmup + r * steps + i))
-        jax.block_until_ready((state, metrics))
-        windows.append((time.perf_counter() - t0) / steps)
-    step_s = float(min(windows))
+    state, metrics, step_s = _timed_windows(step_fn, state, batch_at, start=warmup, steps=steps)
+    extra = {}
+    if data_dir and config.data.name == "fashion_mnist":
+        keys = method.batch_keys
+        source, loader = _real_data_loader(config, data_dir, examples, keys)
+        if tuple(source.get(np.zeros(1, np.int64))[keys[0]].shape[1:]) != tuple(example_shape):
+            raise SystemExit(
+                f"{case.name}: {source.name} examples do not have shape {example_shape}"
+            )
+        try:
+
+            def real_batch(i):
+                del i
+                batch = next(loader)
+                return parallel.shard_batch({k: batch[k] for k in (*keys, "example_ids")}, mesh)
+
+            for i in range(warmup):  # the loader's prefetch thread fills up
+                state, metrics = step_fn(state, real_batch(i))
+            jax.block_until_ready((state, metrics))
+            state, metrics, real_s = _timed_windows(
+                step_fn, state, real_batch, start=0, steps=steps
+            )
+        finally:
+            loader.close()
+        extra["real_data"] = source.name
+        extra["real_vs_synthetic"] = step_s / real_s
+        extra["real_items_per_s"] = examples * case.items_per_example(config) / real_s
+    if checkpoint_every:
+        if checkpoint_every < 4:
+            raise SystemExit("--checkpoint-every must be >= 4: 3 steps per save count as near it")
+        timed = max(3 * steps, 3 * checkpoint_every)
+        state, near_ms, far_ms = _checkpoint_cost(
+            step_fn, state, batch_at, method, start=0, steps=timed, every=checkpoint_every
+        )
+        extra.update(checkpoint_every=checkpoint_every, near_save_ms=near_ms, other_ms=far_ms)
     items = examples * case.items_per_example(config)
     row = {
         "case": case.name,
@@ -400,6 +510,7 @@ def run_case(case: Case, *, examples: int, steps: int, warmup: int, mesh) -> dic
         "loss": float(metrics["loss"]),
         "tflops": None,
         "mfu": None,
+        **extra,
     }
     if case.flops_per_item is not None:
         row["flops_per_item"] = case.flops_per_item(config)
@@ -466,6 +577,36 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
             f"{_rate(r['items_per_s'])} {r['unit']}/s | {r['step_ms']:.2f} | {r['compile_s']:.1f} | "
             f"{flops} | {tflops} | {mfu} |"
         )
+    real = [r for r in rows if "real_data" in r]
+    if real:
+        lines += [
+            "",
+            "Real data: the same step fed by the training loader (`ssl_jax.data.BatchLoader`: "
+            "shuffled reads of the files, a prefetch thread) instead of batches already in memory.",
+            "",
+            "| case | data | synthetic | real data | real / synthetic |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in real:
+            lines.append(
+                f"| {r['case']} | {r['real_data']} | {_rate(r['items_per_s'])} {r['unit']}/s | "
+                f"{_rate(r['real_items_per_s'])} {r['unit']}/s | {100 * r['real_vs_synthetic']:.1f}% |"
+            )
+    saved = [r for r in rows if "checkpoint_every" in r]
+    if saved:
+        lines += [
+            "",
+            "Checkpointing: each step blocked on and clocked alone, an asynchronous Orbax save of the "
+            "whole state after every N-th step; the save step and the two after it against the rest.",
+            "",
+            "| case | save every | near a save (ms) | other steps (ms) | slowdown |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in saved:
+            lines.append(
+                f"| {r['case']} | {r['checkpoint_every']} steps | {r['near_save_ms']:.2f} | "
+                f"{r['other_ms']:.2f} | {100 * (r['near_save_ms'] / r['other_ms'] - 1):+.1f}% |"
+            )
     lines.append("")
     for r in rows:
         lines.append(f"- {r['case']}: {CASES[r['case']].note}.")
@@ -498,6 +639,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--min-items-per-s", type=float, default=0.0, help="fail below this images/s or tokens/s"
     )
+    parser.add_argument(
+        "--data-dir",
+        default="",
+        help="Fashion-MNIST IDX files: cases on Fashion-MNIST are also timed fed from them",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="also time steps around asynchronous checkpoint saves made every N steps",
+    )
     args = parser.parse_args(argv)
     mesh = parallel.make_mesh()
     env = environment()
@@ -518,7 +670,15 @@ def main(argv=None) -> int:
             case = dataclasses.replace(case, config_fn=with_overrides)
         n = parallel.num_shards(mesh)
         examples = args.batch or max(n, int(case.examples * args.batch_scale) // n * n)
-        row = run_case(case, examples=examples, steps=args.steps, warmup=args.warmup, mesh=mesh)
+        row = run_case(
+            case,
+            examples=examples,
+            steps=args.steps,
+            warmup=args.warmup,
+            mesh=mesh,
+            data_dir=args.data_dir,
+            checkpoint_every=args.checkpoint_every,
+        )
         print(row, flush=True)
         rows.append(row)
     command = "python " + " ".join([os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])])

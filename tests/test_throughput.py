@@ -96,3 +96,57 @@ def test_peak_lookup():
     assert tp.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert tp.peak_tflops("TPU v5 lite") == 197.0 and tp.peak_tflops("TPU v5") == 459.0
     assert tp.peak_tflops("cpu") is None
+
+
+def _write_fashion_mnist(directory, n=64):
+    """Train / test IDX files of random 28x28 images (the format by hand, as in test_data.py)."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "t10k"):
+        arrays = {
+            f"{split}-images-idx3-ubyte": (rng.integers(0, 256, (n, 28, 28), np.uint8), 0x08),
+            f"{split}-labels-idx1-ubyte": (rng.integers(0, 10, n).astype(np.uint8), 0x08),
+        }
+        for name, (array, code) in arrays.items():
+            header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            (directory / name).write_bytes(header + array.tobytes())
+    return str(directory)
+
+
+def test_real_data_and_checkpoint_timings_run(tmp_path):
+    """The Fashion-MNIST case fed by the training loader over real files, and timed around
+    asynchronous saves (tiny encoder, few steps: that the measurements run and are sane)."""
+    from ssl_jax import config_util, parallel
+
+    make = tp.CASES["simclr_r18_fmnist"].config_fn
+
+    def tiny(batch):
+        config = make(batch)
+        config_util.apply_overrides(
+            config,
+            [
+                "model.encoder=small_cnn",
+                "model.encoder_kwargs={'widths': (8, 16), 'strides': (2, 2)}",
+                "model.dtype=float32",
+            ],
+        )
+        return config
+
+    import dataclasses
+
+    case = dataclasses.replace(tp.CASES["simclr_r18_fmnist"], config_fn=tiny)
+    row = tp.run_case(
+        case,
+        examples=16,
+        steps=1,
+        warmup=1,
+        mesh=parallel.make_mesh(jax.devices()[:1]),  # one device: the cheapest compile
+        data_dir=_write_fashion_mnist(tmp_path),
+        checkpoint_every=4,
+    )
+    assert row["real_data"] == "fashion_mnist" and row["real_items_per_s"] > 0
+    assert 0 < row["real_vs_synthetic"] < 100
+    assert row["near_save_ms"] > 0 and row["other_ms"] > 0
+    text = tp.to_markdown([row], {"device": "test"}, "cmd")
+    assert "| simclr_r18_fmnist | fashion_mnist |" in text and "| 4 steps |" in text
