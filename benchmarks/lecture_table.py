@@ -304,6 +304,7 @@ def main(argv=None) -> int:
         (SUPERVISED, "configs/supervised_fashion_mnist.py"),
         *ssl,
     ]
+    notes = kept_notes(args.output)
     mesh = parallel.make_mesh()
     rows = []
     for i, (label, spec) in enumerate(plan):
@@ -311,9 +312,20 @@ def main(argv=None) -> int:
         rows.append(run_row(label, spec, args, mesh))
         pending = [name for name, _ in plan[i + 1 :]]
         with open(args.output, "w") as f:
-            f.write(markdown(rows, missing, command, args, pending))
+            f.write(markdown(rows, missing, command, args, pending) + notes)
     print(markdown(rows, missing, command, args))
     return 0
+
+
+def kept_notes(path: str) -> str:
+    """The hand-written "Notes" section that ends an earlier table at `path` ("" if none), so that
+    re-running the script rewrites the numbers but keeps the reading of them."""
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as f:
+        text = f.read()
+    start = text.find("\nNotes (")
+    return text[start:] if start >= 0 else ""
 
 
 if __name__ == "__main__":
