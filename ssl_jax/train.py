@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -371,12 +372,11 @@ class _PreemptionRequest:
     """
 
     def __init__(self):
-        import signal
         import threading
 
-        self.requested = False
-        # The signal that asked to stop (SIGTERM when the coordination service did).
-        self.signum = None
+        # The signal that asked to stop, None until one did (SIGTERM when the coordination service
+        # relayed the notice).
+        self.signum: int | None = None
         self._previous = {}
         self._multi = jax.process_count() > 1
         if not self._multi and threading.current_thread() is threading.main_thread():
@@ -384,28 +384,19 @@ class _PreemptionRequest:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def reached(self, step: int) -> bool:
-        import signal
-
         if self._multi:
             from jax.experimental import multihost_utils
 
             if multihost_utils.reached_preemption_sync_point(step):
                 self.signum = self.signum or signal.SIGTERM
-                return True
-            return False
-        return self.requested
+        return self.signum is not None
 
     def _handle(self, signum, frame):
         del frame
-        import signal
-
-        if self.requested and signum == signal.SIGINT:  # a second Ctrl-C means now
+        if self.signum is not None and signum == signal.SIGINT:  # a second Ctrl-C means now
             raise KeyboardInterrupt
-        self.requested = True
         self.signum = signum
 
     def restore(self) -> None:
-        import signal
-
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
