@@ -553,6 +553,15 @@ def _rate(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    """A markdown table's lines."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+        *("| " + " | ".join(cells) + " |" for cells in body),
+    ]
+
+
 def to_markdown(rows: list[dict], env: dict, command: str) -> str:
     peak = peak_tflops(jax.devices()[0].device_kind)
     lines = [
@@ -565,18 +574,31 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
         "Peak used for MFU: "
         + (f"{peak:g} dense bf16 TFLOP/s per device" if peak else "unknown device (MFU n/a)"),
         "",
-        "| case | model | input | batch | throughput | step (ms) | compile (s) | train GFLOP / item | TFLOP/s | MFU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    main = []
     for r in rows:
         flops = f"{r['flops_per_item'] / 1e9:.3f}" if r.get("flops_per_item") else "n/a"
         tflops = f"{r['tflops']:.2f}" if r["tflops"] is not None else "n/a"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-        lines.append(
-            f"| {r['case']} | {r['model']} | {r['input']} | {r['batch']} {r['unit']} | "
-            f"{_rate(r['items_per_s'])} {r['unit']}/s | {r['step_ms']:.2f} | {r['compile_s']:.1f} | "
-            f"{flops} | {tflops} | {mfu} |"
+        main.append(
+            [
+                r["case"],
+                r["model"],
+                r["input"],
+                f"{r['batch']} {r['unit']}",
+                f"{_rate(r['items_per_s'])} {r['unit']}/s",
+                f"{r['step_ms']:.2f}",
+                f"{r['compile_s']:.1f}",
+                flops,
+                tflops,
+                mfu,
+            ]
         )
+    lines += _table(
+        ["case", "model", "input", "batch", "throughput", "step (ms)", "compile (s)"]
+        + ["train GFLOP / item", "TFLOP/s", "MFU"],
+        main,
+    )
     real = [r for r in rows if "real_data" in r]
     if real:
         lines += [
@@ -584,14 +606,20 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
             "Real data: the same step fed by the training loader (`ssl_jax.data.BatchLoader`: "
             "shuffled reads of the files, a prefetch thread) instead of batches already in memory.",
             "",
-            "| case | data | synthetic | real data | real / synthetic |",
-            "| --- | --- | --- | --- | --- |",
         ]
-        for r in real:
-            lines.append(
-                f"| {r['case']} | {r['real_data']} | {_rate(r['items_per_s'])} {r['unit']}/s | "
-                f"{_rate(r['real_items_per_s'])} {r['unit']}/s | {100 * r['real_vs_synthetic']:.1f}% |"
-            )
+        lines += _table(
+            ["case", "data", "synthetic", "real data", "real / synthetic"],
+            [
+                [
+                    r["case"],
+                    r["real_data"],
+                    f"{_rate(r['items_per_s'])} {r['unit']}/s",
+                    f"{_rate(r['real_items_per_s'])} {r['unit']}/s",
+                    f"{100 * r['real_vs_synthetic']:.1f}%",
+                ]
+                for r in real
+            ],
+        )
     saved = [r for r in rows if "checkpoint_every" in r]
     if saved:
         lines += [
@@ -599,14 +627,20 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
             "Checkpointing: each step blocked on and clocked alone, an asynchronous Orbax save of the "
             "whole state after every N-th step; the save step and the two after it against the rest.",
             "",
-            "| case | save every | near a save (ms) | other steps (ms) | slowdown |",
-            "| --- | --- | --- | --- | --- |",
         ]
-        for r in saved:
-            lines.append(
-                f"| {r['case']} | {r['checkpoint_every']} steps | {r['near_save_ms']:.2f} | "
-                f"{r['other_ms']:.2f} | {100 * (r['near_save_ms'] / r['other_ms'] - 1):+.1f}% |"
-            )
+        lines += _table(
+            ["case", "save every", "near a save (ms)", "other steps (ms)", "slowdown"],
+            [
+                [
+                    r["case"],
+                    f"{r['checkpoint_every']} steps",
+                    f"{r['near_save_ms']:.2f}",
+                    f"{r['other_ms']:.2f}",
+                    f"{100 * (r['near_save_ms'] / r['other_ms'] - 1):+.1f}%",
+                ]
+                for r in saved
+            ],
+        )
     lines.append("")
     for r in rows:
         lines.append(f"- {r['case']}: {CASES[r['case']].note}.")
