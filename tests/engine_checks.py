@@ -4,11 +4,13 @@
   `assert_same_on_one_and_eight(config)` compares loss, gradient norm, parameters, statistics and method
   state between 1 and 8 devices.
 - `run_smoke(config_spec, workdir, *overrides)`: `ssl-jax pretrain` end to end through the CLI.
+- `idx_bytes(array, code)`: an IDX file (Fashion-MNIST's format) written by hand.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 
 import jax
 import ml_collections
@@ -19,6 +21,12 @@ from ssl_jax.methods import get_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
+
+
+def idx_bytes(array: np.ndarray, code: int) -> bytes:
+    """An IDX file written by hand from the format's definition."""
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
 def load(spec: str, *overrides: str) -> ml_collections.ConfigDict:

@@ -29,6 +29,8 @@ from ssl_jax.data import (
     load_idx,
 )
 
+from engine_checks import idx_bytes
+
 # --------------------------------------------------------------------------------------- helpers
 
 
@@ -54,12 +56,6 @@ def assert_batches_equal(a: list[dict], b: list[dict]) -> None:
         assert x.keys() == y.keys()
         for key in x:
             np.testing.assert_array_equal(x[key], y[key], err_msg=key)
-
-
-def idx_bytes(array: np.ndarray, code: int) -> bytes:
-    """An IDX file written by hand from the format's definition."""
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
 # ------------------------------------------------------------------------------------------ IDX

@@ -99,18 +99,15 @@ def test_peak_lookup():
 
 
 def _write_fashion_mnist(directory, n=64):
-    """Train / test IDX files of random 28x28 images (the format by hand, as in test_data.py)."""
-    import struct
+    """Train / test IDX files of random 28x28 images."""
+    from engine_checks import idx_bytes
 
     rng = np.random.default_rng(0)
     for split in ("train", "t10k"):
-        arrays = {
-            f"{split}-images-idx3-ubyte": (rng.integers(0, 256, (n, 28, 28), np.uint8), 0x08),
-            f"{split}-labels-idx1-ubyte": (rng.integers(0, 10, n).astype(np.uint8), 0x08),
-        }
-        for name, (array, code) in arrays.items():
-            header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-            (directory / name).write_bytes(header + array.tobytes())
+        images = rng.integers(0, 256, (n, 28, 28), np.uint8)
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        (directory / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(images, 0x08))
+        (directory / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(labels, 0x08))
     return str(directory)
 
 
