@@ -31,6 +31,23 @@ T x T score matrix is counted for causal attention as well (PaLM's convention).
     (2 (n + 1) d d'), its 8 layers of width d' = 512 over N + 1 = 197 tokens, and its pixel head
     (2 N d' p^2 C); x 3 for training. The implementation embeds all 196 patches before dropping the
     masked ones (+0.4 GFLOP per image, ~0.8%); that work is not counted.
+  ViT-S/16 (DINO, MoCo v3): the layer formula over n + 1 tokens plus the patch embedding (2 n p^2 C d);
+    4.6 G multiply-adds at 224, as DeiT-S (Touvron et al. 2021, Table 1).
+ResNets (our layout = torchvision's v1.5): every convolution, 2 k^2 C_in C_out per output position (the
+stem, each block's convs, the 1x1 projection shortcuts); BN, ReLU, pooling not counted. ResNet-50 at 224:
+8.18 GFLOP forward, i.e. torchvision's 4.09 G multiply-adds less its 1000-way classifier (2 M); ResNet-18
+with the CIFAR stem at 32: 1.11 GFLOP.
+Heads: 2 d_in d_out per Dense layer (SimCLR / BYOL / MoCo v3 projectors and predictors; DINO's head down to
+its 256-d bottleneck and on to the K prototypes).
+A method's training FLOPs per example: the networks that are trained cost 3 x forward, the EMA targets
+(never differentiated) 1 x forward:
+    SimCLR          3 V (backbone + projector)
+    BYOL, MoCo v3   3 V (backbone + projector + predictor) + V (target backbone + projector)
+    DINO            3 (G f_global + L f_local) + G f_global (the teacher sees the global crops only),
+                    f = backbone at that crop size + head
+with V = 2 views, G = 2 global crops, L local crops. Rows count images (views, or crops for DINO), so a
+row's FLOPs per image is the per-example figure divided by V (or G + L). tests/test_throughput.py checks
+each formula against a count of every matmul and convolution in the traced training step.
 MFU = achieved FLOP/s / (devices x the device's peak dense bf16 FLOP/s, `PEAK_BF16_TFLOPS`).
 """
 
@@ -52,7 +69,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ssl_jax import augment, config_util, default_config, optim, parallel, train  # noqa: E402
+from ssl_jax import augment, config_util, default_config, models, optim, parallel, train  # noqa: E402
 from ssl_jax.methods import common, get_method  # noqa: E402
 
 # ---------------------------------------------------------------- analytic FLOP and parameter counts
@@ -79,12 +96,67 @@ def lm_train_flops_per_token(
 
 
 def vit_forward_flops(
-    *, image_size: int, patch_size: int, width: int, depth: int, channels: int = 3
+    *,
+    image_size: int,
+    patch_size: int,
+    width: int,
+    depth: int,
+    channels: int = 3,
+    mlp_dim: int | None = None,
 ) -> int:
-    """Forward FLOPs of a ViT on every patch of one image plus the class token (MLP 4d)."""
+    """Forward FLOPs of a ViT on every patch of one image plus the class token (MLP 4d by default)."""
     patches = (image_size // patch_size) ** 2
     embed = 2 * patches * patch_size**2 * channels * width
-    return embed + depth * layer_flops(patches + 1, width, 4 * width)
+    mlp_dim = 4 * width if mlp_dim is None else mlp_dim
+    return embed + depth * layer_flops(patches + 1, width, mlp_dim)
+
+
+def conv_flops(out_size: int, kernel: int, c_in: int, c_out: int) -> int:
+    """A square convolution producing an out_size x out_size map: 2 k^2 C_in C_out per position."""
+    return 2 * out_size**2 * kernel**2 * c_in * c_out
+
+
+def resnet_forward_flops(
+    *,
+    stage_sizes: tuple[int, ...],
+    bottleneck: bool,
+    stem: str = "imagenet",
+    image_size: int = 224,
+    channels: int = 3,
+    width_multiplier: int = 1,
+) -> int:
+    """Forward FLOPs of a ResNet trunk up to global pooling (`ssl_jax.models.ResNet`): its convolutions.
+    Every conv pads (k - 1) / 2, so a stride-s conv maps a side n to (n - 1) // s + 1."""
+    width = 64 * width_multiplier
+    if stem == "imagenet":  # 7x7/2 conv, then a 3x3/2 max-pool
+        size = (image_size - 1) // 2 + 1
+        flops = conv_flops(size, 7, channels, width)
+        size = (size - 1) // 2 + 1
+    else:  # "cifar": 3x3/1 conv
+        size = image_size
+        flops = conv_flops(size, 3, channels, width)
+    c_in = width
+    for i, blocks in enumerate(stage_sizes):
+        filters = width * 2**i
+        for j in range(blocks):
+            stride = 2 if i > 0 and j == 0 else 1
+            out = (size - 1) // stride + 1
+            if bottleneck:  # 1x1, 3x3 (strided), 1x1 to 4x the width
+                c_out = 4 * filters
+                flops += conv_flops(size, 1, c_in, filters) + conv_flops(out, 3, filters, filters)
+                flops += conv_flops(out, 1, filters, c_out)
+            else:  # two 3x3, the first strided
+                c_out = filters
+                flops += conv_flops(out, 3, c_in, filters) + conv_flops(out, 3, filters, filters)
+            if c_in != c_out or stride != 1:  # 1x1 projection shortcut
+                flops += conv_flops(out, 1, c_in, c_out)
+            c_in, size = c_out, out
+    return flops
+
+
+def mlp_flops(dims: list[int]) -> int:
+    """Dense layers through widths dims[0] -> dims[1] -> ... (2 d_in d_out each)."""
+    return sum(2 * a * b for a, b in zip(dims[:-1], dims[1:], strict=False))
 
 
 def mae_train_flops_per_image(
@@ -294,6 +366,67 @@ def _lm_flops(config) -> int:
     )
 
 
+def backbone_forward_flops(config, image_size: int) -> int:
+    """Forward FLOPs of config.model.encoder (a ResNet or a ViT) on one image_size x image_size image."""
+    encoder = common.build_encoder(config, axis_name=None)
+    channels = int(config.data.channels)
+    if isinstance(encoder, models.ViT):
+        return vit_forward_flops(
+            image_size=image_size,
+            patch_size=encoder.patch_size,
+            width=encoder.hidden_dim,
+            depth=encoder.depth,
+            channels=channels,
+            mlp_dim=int(encoder.hidden_dim * encoder.mlp_ratio),
+        )
+    if isinstance(encoder, models.ResNet):
+        return resnet_forward_flops(
+            stage_sizes=tuple(encoder.stage_sizes),
+            bottleneck=encoder.block_cls.expansion == 4,
+            stem=encoder.stem,
+            image_size=image_size,
+            channels=channels,
+            width_multiplier=encoder.width_multiplier,
+        )
+    raise ValueError(f"no FLOP formula for encoder {config.model.encoder!r}")
+
+
+def _mlp_head_dims(head, in_dim: int) -> list[int]:
+    """An `MLPHead`'s widths: num_layers Dense layers, hidden_dim wide but the last."""
+    return [in_dim] + [int(head.hidden_dim)] * (head.get("num_layers", 2) - 1) + [int(head.output_dim)]
+
+
+def _siamese_flops(config) -> int:
+    """Per view: SimCLR (no predictor), or BYOL / MoCo v3 (predictor, and an EMA target network)."""
+    model = config.model
+    size = common.view_spec(config).crop_size
+    feature_dim = common.build_encoder(config, axis_name=None).feature_dim
+    online = backbone_forward_flops(config, size) + mlp_flops(
+        _mlp_head_dims(model.projector, feature_dim)
+    )
+    if config.method == "simclr":
+        return 3 * online
+    target = online
+    online += mlp_flops(_mlp_head_dims(model.predictor, int(model.projector.output_dim)))
+    return 3 * online + target
+
+
+def _dino_flops(config) -> int:
+    """Per crop: the student on every crop (trained), the teacher on the global crops."""
+    aug, head = config.augment, config.model.head
+    feature_dim = common.build_encoder(config, axis_name=None).feature_dim
+    dims = [feature_dim] + [int(head.hidden_dim)] * (head.get("num_layers", 3) - 1)
+    head_flops = mlp_flops(dims + [int(head.bottleneck_dim), int(head.output_dim)])
+    f_global = backbone_forward_flops(config, int(aug.global_size)) + head_flops
+    f_local = backbone_forward_flops(config, int(aug.local_size)) + head_flops
+    g, l = int(aug.num_global), int(aug.num_local)
+    return (3 * (g * f_global + l * f_local) + g * f_global) // (g + l)
+
+
+def _crops(config) -> int:
+    return int(config.augment.num_global) + int(config.augment.num_local)
+
+
 # As in the issues: SimCLR's "batch 1024 images" is 512 examples x 2 views; images/s counts views.
 CASES = {
     "simclr_r18_cifar": Case(
@@ -305,6 +438,7 @@ CASES = {
         _simclr_config("resnet18", "cifar", 32, 0.0),
         _images(32),
         lambda config: 2,
+        _siamese_flops,
         note="two SimCLR views augmented on device, synchronized BN, NT-Xent, LARS",
     ),
     "simclr_r18_fmnist": Case(
@@ -316,6 +450,7 @@ CASES = {
         _from_file("simclr_fashion_mnist.py"),
         _images(28, channels=1),
         lambda config: 2,
+        _siamese_flops,
         note="configs/simclr_fashion_mnist.py's recipe (grayscale views, bf16, LARS); the case that "
         "`--data-dir` also feeds from the real Fashion-MNIST files through the training loader",
     ),
@@ -328,7 +463,47 @@ CASES = {
         _simclr_config("resnet50", "imagenet", 224, 0.5),
         _images(224),
         lambda config: 2,
+        _siamese_flops,
         note="two SimCLR views augmented on device (blur p 0.5), synchronized BN, NT-Xent, LARS",
+    ),
+    "byol_r50_224": Case(
+        "byol_r50_224",
+        "resnet50 (imagenet stem)",
+        "224x224x3 uint8",
+        "images",
+        128,
+        _from_file("byol_imagenet.py"),
+        _images(224),
+        lambda config: 2,
+        _siamese_flops,
+        note="configs/byol_imagenet.py: the asymmetric view pair on device, online network + "
+        "4096-256 projector and predictor, EMA target forward, synchronized BN, LARS",
+    ),
+    "moco_v3_vit_s16": Case(
+        "moco_v3_vit_s16",
+        "MoCo v3 ViT-S/16",
+        "224x224x3 uint8",
+        "images",
+        256,
+        _from_file("moco_v3_imagenet.py"),
+        _images(224),
+        lambda config: 2,
+        _siamese_flops,
+        note="configs/moco_v3_imagenet.py: two views on device, ViT-S/16 + 3-layer projector + "
+        "predictor, momentum network forward, InfoNCE over the gathered keys, AdamW",
+    ),
+    "dino_vit_s16": Case(
+        "dino_vit_s16",
+        "DINO ViT-S/16",
+        "224x224x3 uint8",
+        "images",
+        128,
+        _from_file("dino_imagenet.py"),
+        _images(224),
+        _crops,
+        _dino_flops,
+        note="configs/dino_imagenet.py: 2 global (224) + 8 local (96) crops on device, images/s counts "
+        "every crop; student on all, teacher on the global ones, 65,536 prototypes, AdamW",
     ),
     "mae_vit_b16": Case(
         "mae_vit_b16",
@@ -645,9 +820,9 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
     for r in rows:
         lines.append(f"- {r['case']}: {CASES[r['case']].note}.")
     lines.append(
-        "- Images/s counts augmented views (two per example for SimCLR); tokens/s counts input "
-        "tokens. FLOPs are analytic model FLOPs (formulas in benchmarks/throughput.py's docstring); "
-        "none are counted for the ResNet cases."
+        "- Images/s counts augmented views (two per example for SimCLR, BYOL, MoCo v3; every crop "
+        "for DINO); tokens/s counts input tokens. FLOPs are analytic model FLOPs (formulas in "
+        "benchmarks/throughput.py's docstring: 3 x forward for trained networks, 1 x for EMA targets)."
     )
     return "\n".join(lines) + "\n"
 

@@ -1,6 +1,7 @@
 """benchmarks/throughput.py's analytic counts: parameter counts against the published exact figures and
-against our own Flax models, FLOPs against Megatron-LM's closed form, DeiT's ViT-B figure and a matmul-by-
-matmul enumeration of MAE, and the peak table's lookup."""
+against our own Flax models, FLOPs against Megatron-LM's closed form, DeiT's and torchvision's figures, a
+matmul-by-matmul enumeration of MAE, and a count of every matmul and convolution in our traced models and
+training steps; and the peak table's lookup."""
 
 import importlib.util
 import os
@@ -87,6 +88,120 @@ def test_mae_flops_by_enumerating_matmuls():
     assert got == expected
     # The ViT-B/16 default: the decoder over all 197 tokens costs more than the encoder over 50.
     assert 50e9 < tp.mae_train_flops_per_image() < 65e9
+
+
+def traced_flops(jaxpr) -> int:
+    """FLOPs of every matmul and convolution in a jaxpr, sub-jaxprs included (2 per multiply-add).
+    A convolution with lhs_dilation (the input gradient of a strided one) multiplies only the
+    1 / prod(dilation) of its window taps that fall on real inputs, not on the inserted zeros."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        out = int(np.prod(eqn.outvars[0].aval.shape)) if eqn.outvars else 0
+        if eqn.primitive.name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            taps = int(np.prod(rhs)) // rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+            total += 2 * out * taps // int(np.prod(eqn.params["lhs_dilation"]))
+        elif eqn.primitive.name == "dot_general":
+            (contracting, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2 * out * int(np.prod([lhs[d] for d in contracting]))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    total += traced_flops(sub)
+    return total
+
+
+def test_backbone_flops_match_published_figures():
+    # torchvision's model table (multiply-adds, with the 1000-way classifier, which our trunks lack).
+    r50 = tp.resnet_forward_flops(stage_sizes=(3, 4, 6, 3), bottleneck=True)
+    np.testing.assert_allclose(r50 / 2 + 2048 * 1000, 4.09e9, rtol=0.002)
+    r18 = tp.resnet_forward_flops(stage_sizes=(2, 2, 2, 2), bottleneck=False)
+    np.testing.assert_allclose(r18 / 2 + 512 * 1000, 1.81e9, rtol=0.003)
+    # DeiT-S = ViT-S/16 at 224: 4.6 G multiply-adds (Touvron et al. 2021, Table 1).
+    vit_s = tp.vit_forward_flops(image_size=224, patch_size=16, width=384, depth=12)
+    np.testing.assert_allclose(vit_s / 2, 4.6e9, rtol=0.01)
+
+
+@pytest.mark.parametrize(
+    "encoder, size, channels",
+    [
+        ("resnet18", 32, 3),  # CIFAR stem
+        ("resnet18", 28, 1),  # CIFAR stem, Fashion-MNIST
+        ("resnet50", 224, 3),
+        ("resnet50", 97, 3),  # odd sides through the strided convs and the max-pool
+        ("vit_small", 224, 3),
+        ("vit_small", 96, 3),  # DINO's local crops
+    ],
+)
+def test_backbone_flops_equal_a_count_of_our_traced_model(encoder, size, channels):
+    from ssl_jax import default_config
+
+    config = default_config.get_config()
+    config.model.encoder = encoder
+    config.model.encoder_kwargs = (
+        {"stem": "cifar" if size < 64 else "imagenet"} if encoder.startswith("resnet") else {}
+    )
+    config.data.channels = channels
+    module = tp.common.build_encoder(config, axis_name=None)
+    x = jnp.zeros((1, size, size, channels))
+    variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
+    jaxpr = jax.make_jaxpr(lambda v, x: module.apply(v, x, train=False))(variables, x)
+    assert tp.backbone_forward_flops(config, size) == traced_flops(jaxpr.jaxpr)
+
+
+# Each case's networks, shrunk so the step traces in seconds; the formulas read the shapes from the
+# config, so the same code is checked, and the backbones are checked at full size above.
+_SMALL = {
+    "simclr_r18_cifar": [],
+    "byol_r50_224": [
+        "model.encoder=resnet18",
+        "model.encoder_kwargs={'stem': 'cifar'}",
+        "augment.image_size=32",
+        "model.projector.hidden_dim=64",
+        "model.predictor.hidden_dim=64",
+    ],
+    "moco_v3_vit_s16": [
+        "model.encoder_kwargs={'patch_size': 8, 'position_embedding': 'sincos', 'depth': 2}",
+        "augment.image_size=32",
+        "model.projector.hidden_dim=64",
+        "model.predictor.hidden_dim=64",
+    ],
+    "dino_vit_s16": [
+        "model.encoder_kwargs={'patch_size': 8, 'depth': 2}",
+        "augment.global_size=32",
+        "augment.local_size=16",
+        "augment.num_local=4",
+        "model.head.hidden_dim=64",
+        "model.head.output_dim=256",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SMALL))
+def test_case_flops_match_a_count_of_the_traced_training_step(name):
+    """3 x forward for what is trained, 1 x for EMA targets, per view or crop: the whole jitted step
+    (augmentation, networks, loss, update) counted. The count also holds the augmentation's resampling
+    matmuls and blur and the loss's similarity matmuls, and lacks the input gradient of the first
+    layer (nothing needs it); together well under 1%."""
+    from ssl_jax import config_util, optim, parallel, train
+    from ssl_jax.methods import get_method
+
+    case, examples = tp.CASES[name], 4
+    config = case.config_fn(examples)
+    config_util.apply_overrides(config, _SMALL[name])
+    method = get_method(config, num_steps=100, steps_per_epoch=10)
+    tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, 100), 100)
+    images = tp._images(32)(np.random.default_rng(0), examples, config)["image"]
+    state = jax.eval_shape(
+        lambda: train.create_train_state(method, tx, jax.random.key(0), images.shape[1:])
+    )
+    step = train.make_train_step(method, tx, schedule, parallel.make_mesh(jax.devices()[:1]))
+    batch = {"image": images, "example_ids": np.arange(examples, dtype=np.int32)}
+    counted = traced_flops(jax.make_jaxpr(step)(state, batch).jaxpr)
+    analytic = case.flops_per_item(config) * examples * case.items_per_example(config)
+    np.testing.assert_allclose(analytic, counted, rtol=0.005)
 
 
 def test_peak_lookup():
