@@ -393,7 +393,9 @@ def backbone_forward_flops(config, image_size: int) -> int:
 
 def _mlp_head_dims(head, in_dim: int) -> list[int]:
     """An `MLPHead`'s widths: num_layers Dense layers, hidden_dim wide but the last."""
-    return [in_dim] + [int(head.hidden_dim)] * (head.get("num_layers", 2) - 1) + [int(head.output_dim)]
+    return (
+        [in_dim] + [int(head.hidden_dim)] * (head.get("num_layers", 2) - 1) + [int(head.output_dim)]
+    )
 
 
 def _siamese_flops(config) -> int:
@@ -419,8 +421,9 @@ def _dino_flops(config) -> int:
     head_flops = mlp_flops(dims + [int(head.bottleneck_dim), int(head.output_dim)])
     f_global = backbone_forward_flops(config, int(aug.global_size)) + head_flops
     f_local = backbone_forward_flops(config, int(aug.local_size)) + head_flops
-    g, l = int(aug.num_global), int(aug.num_local)
-    return (3 * (g * f_global + l * f_local) + g * f_global) // (g + l)
+    n_global, n_local = int(aug.num_global), int(aug.num_local)
+    student = n_global * f_global + n_local * f_local
+    return (3 * student + n_global * f_global) // (n_global + n_local)
 
 
 def _crops(config) -> int:
