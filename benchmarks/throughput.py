@@ -1,5 +1,5 @@
 """Throughput of the whole pre-training step (on-device augmentation or masking, forward, backward,
-optimizer update), and for the Transformer cases the achieved TFLOP/s and MFU from analytic FLOP counts.
+optimizer update), and the achieved TFLOP/s and MFU from analytic FLOP counts.
 
 Inputs of the stated size are already on the host (uint8 images, int32 tokens); each timed step ships its
 batch to the devices (as training does), and the clock stops on the blocked result, after warm-up. Writes
@@ -9,6 +9,8 @@ benchmarks/results/throughput.md with the device, driver and library versions.
   python benchmarks/throughput.py --cases simclr_r18_cifar --steps 5 --batch-scale 0.0625   # a quick look
   python benchmarks/throughput.py --cases simclr_r18_fmnist --data-dir ../shared/data/fashion-mnist \
       --checkpoint-every 10        # + the real-data rate and the cost of asynchronous checkpoints
+  python benchmarks/throughput.py --cases simclr_r18_cifar,simclr_r50_224 --profile runs/profiles
+                                   # + jax.profiler traces, time by HLO instruction and kind
 
 FLOP counts ("model FLOPs", as MFU is defined by Chowdhery et al. 2022, PaLM, App. B: the FLOPs the model
 needs, not what an implementation spends on recomputation or masked-out work). Matmuls only (biases,
@@ -57,6 +59,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -367,7 +370,8 @@ def _lm_flops(config) -> int:
 
 
 def backbone_forward_flops(config, image_size: int) -> int:
-    """Forward FLOPs of config.model.encoder (a ResNet or a ViT) on one image_size x image_size image."""
+    """Forward FLOPs of config.model.encoder on one image_size x image_size image (ResNets and ViTs;
+    NotImplementedError for encoders without a formula)."""
     encoder = common.build_encoder(config, axis_name=None)
     channels = int(config.data.channels)
     if isinstance(encoder, models.ViT):
@@ -388,7 +392,7 @@ def backbone_forward_flops(config, image_size: int) -> int:
             channels=channels,
             width_multiplier=encoder.width_multiplier,
         )
-    raise ValueError(f"no FLOP formula for encoder {config.model.encoder!r}")
+    raise NotImplementedError(f"no FLOP formula for encoder {config.model.encoder!r}")
 
 
 def _mlp_head_dims(head, in_dim: int) -> list[int]:
@@ -605,6 +609,149 @@ def _checkpoint_cost(step_fn, state, batch_at, method, *, start: int, steps: int
     return state, float(np.mean(near)), float(np.mean(far))
 
 
+# ---------------------------------------------------------------- profiles (jax.profiler)
+
+_COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+# What a fusion made of nothing else only moves: a layout change.
+_DATA_MOVEMENT = {
+    "parameter",
+    "copy",
+    "transpose",
+    "bitcast",
+    "reshape",
+    "tuple",
+    "get-tuple-element",
+}
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+) = (.*)$")
+_OPCODE = re.compile(r"\s([a-z][a-z0-9\-]*)\(")
+
+
+def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str, set[str]]]:
+    """An optimized HLO module's instructions: name -> (opcode, detail, opcodes it runs). detail is a
+    custom call's target or a fusion's kind; the opcodes run are those of the computations a fusion or
+    call reaches (transitively), so a fusion can be told to hold a convolution, a dot or a reduction."""
+    computations: dict[str, list[tuple[str, str, str, list[str]]]] = {}
+    current = None
+    for line in hlo_text.splitlines():
+        match = _INSTRUCTION.match(line)
+        if match is None:
+            header = line.strip()
+            if header.endswith("{"):
+                current = header.split()[1 if header.startswith("ENTRY") else 0].lstrip("%")
+                computations.setdefault(current, [])
+            continue
+        name, rest = match.groups()
+        op = _OPCODE.search(" " + rest)
+        if op is None or current is None:
+            continue
+        target = re.search(r'custom_call_target="([^"]+)"', rest)
+        kind = re.search(r"kind=(k\w+)", rest)
+        called = re.findall(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)", rest)
+        detail = target.group(1) if target else kind.group(1) if kind else ""
+        computations[current].append((name, op.group(1), detail, called))
+
+    def reached(names: list[str], seen: set[str]) -> set[str]:
+        ops: set[str] = set()
+        for comp in names:
+            if comp in seen or comp not in computations:
+                continue
+            seen.add(comp)
+            for _, opcode, detail, called in computations[comp]:
+                ops.add(f"custom-call:{detail}" if opcode == "custom-call" else opcode)
+                ops |= reached(called, seen)
+        return ops
+
+    return {
+        name: (opcode, detail, reached(called, set()))
+        for instrs in computations.values()
+        for name, opcode, detail, called in instrs
+    }
+
+
+def op_category(opcode: str, detail: str, inner: set[str]) -> str:
+    """What an executed HLO instruction is, in the terms the performance notes use."""
+    base = opcode.removesuffix("-start").removesuffix("-done")
+    if base in _COLLECTIVES:
+        return "collective"
+    ops = {opcode, *inner} | ({f"custom-call:{detail}"} if opcode == "custom-call" else set())
+    calls = " ".join(o.lower() for o in ops if o.startswith("custom-call:"))
+    if "convolution" in ops or "conv" in calls:
+        return "convolution"
+    if "dot" in ops or any(s in calls for s in ("gemm", "matmul", "cublas")):
+        return "matmul"
+    if opcode == "fusion":
+        if inner <= _DATA_MOVEMENT:
+            return "layout (copy, transpose)"
+        return "reduction fusion" if "reduce" in ops or detail == "kInput" else "elementwise fusion"
+    if base in ("copy", "transpose"):
+        return "layout (copy, transpose)"
+    return opcode
+
+
+def profile_summary(trace_dir: str, hlo_text: str, steps: int, top: int = 8) -> dict:
+    """Time per step by HLO instruction and by category, from the newest trace under trace_dir: the
+    device's "XLA Ops" line on accelerators; on a CPU, the XLA worker threads (summed over threads)."""
+    import glob
+
+    files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True))
+    if not files:
+        raise RuntimeError(f"jax.profiler wrote no trace under {trace_dir}")
+    profile = jax.profiler.ProfileData.from_file(files[-1])
+    devices = [p for p in profile.planes if p.name.startswith("/device:")]
+    events = []
+    if devices:
+        source = f"{devices[0].name} XLA Ops"
+        for plane in devices:
+            lines = [line for line in plane.lines if line.name == "XLA Ops"] or list(plane.lines)
+            events += [(e.name, e.duration_ns) for line in lines for e in line.events]
+    else:
+        source = "host XLA threads (summed over threads)"
+        for plane in profile.planes:
+            for line in plane.lines:
+                if line.name.startswith("tf_XLA"):
+                    events += [
+                        (e.name, e.duration_ns)
+                        for e in line.events
+                        if not e.name.startswith("ThunkExecutor")
+                    ]
+    instructions = hlo_instructions(hlo_text)
+    by_op: dict[str, float] = {}
+    for name, ns in events:
+        by_op[name] = by_op.get(name, 0.0) + ns
+    total = sum(by_op.values()) or 1.0
+    by_category: dict[str, float] = {}
+    ops = []
+    for name, ns in sorted(by_op.items(), key=lambda kv: -kv[1]):
+        known = instructions.get(name)
+        category = op_category(*known) if known else "other (not an HLO instruction)"
+        by_category[category] = by_category.get(category, 0.0) + ns
+        ops.append((name, category, ns / 1e6 / steps, ns / total))
+    return {
+        "trace": os.path.dirname(files[-1]),
+        "source": source,
+        "ms_per_step": total / 1e6 / steps,
+        "categories": sorted(
+            ((c, ns / total) for c, ns in by_category.items()), key=lambda x: -x[1]
+        ),
+        "top": ops[:top],
+    }
+
+
+def _profile(step_fn, state, batch_at, *, start: int, steps: int, trace_dir: str):
+    """`steps` steps under jax.profiler.trace (TensorBoard / Perfetto / XProf format), each annotated as
+    a training step; the optimized HLO written beside the trace and used to name what ran."""
+    os.makedirs(trace_dir, exist_ok=True)
+    hlo_text = step_fn.lower(state, batch_at(start)).compile().as_text()
+    with open(os.path.join(trace_dir, "step.hlo.txt"), "w") as f:
+        f.write(hlo_text)
+    with jax.profiler.trace(trace_dir):
+        for i in range(steps):
+            with jax.profiler.StepTraceAnnotation("train", step_num=i):
+                state, metrics = step_fn(state, batch_at(start + i))
+        jax.block_until_ready((state, metrics))
+    return state, profile_summary(trace_dir, hlo_text, steps)
+
+
 def run_case(
     case: Case,
     *,
@@ -614,9 +761,12 @@ def run_case(
     mesh,
     data_dir: str = "",
     checkpoint_every: int = 0,
+    profile_dir: str = "",
+    profile_steps: int = 5,
 ) -> dict:
     """Times `case`. data_dir: also time the step fed by the training loader over the real files
-    (cases on Fashion-MNIST); checkpoint_every: also time steps around asynchronous saves."""
+    (cases on Fashion-MNIST); checkpoint_every: also time steps around asynchronous saves;
+    profile_dir: also trace `profile_steps` steps into profile_dir/<case> and summarize them."""
     config = case.config_fn(examples)
     method = get_method(config, num_steps=10_000, steps_per_epoch=100)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 100, 10_000), 10_000)
@@ -674,6 +824,15 @@ def run_case(
             step_fn, state, batch_at, method, start=0, steps=timed, every=checkpoint_every
         )
         extra.update(checkpoint_every=checkpoint_every, near_save_ms=near_ms, other_ms=far_ms)
+    if profile_dir:
+        state, extra["profile"] = _profile(
+            step_fn,
+            state,
+            batch_at,
+            start=0,
+            steps=profile_steps,
+            trace_dir=os.path.join(profile_dir, case.name),
+        )
     items = examples * case.items_per_example(config)
     row = {
         "case": case.name,
@@ -690,8 +849,12 @@ def run_case(
         "mfu": None,
         **extra,
     }
-    if case.flops_per_item is not None:
-        row["flops_per_item"] = case.flops_per_item(config)
+    try:
+        flops = None if case.flops_per_item is None else case.flops_per_item(config)
+    except NotImplementedError:  # e.g. --set model.encoder=small_cnn: no formula, MFU n/a
+        flops = None
+    if flops is not None:
+        row["flops_per_item"] = flops
         row["tflops"] = row["flops_per_item"] * items / step_s / 1e12
         peak = peak_tflops(jax.devices()[0].device_kind)
         if peak is not None:
@@ -819,6 +982,19 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
                 for r in saved
             ],
         )
+    for r in (r for r in rows if "profile" in r):
+        prof = r["profile"]
+        lines += [
+            "",
+            f"Profile of {r['case']} (jax.profiler, {prof['source']}): {prof['ms_per_step']:.2f} ms "
+            f"of op time per step; trace and optimized HLO in `{prof['trace']}`. By kind: "
+            + ", ".join(f"{c} {100 * share:.1f}%" for c, share in prof["categories"]),
+            "",
+        ]
+        lines += _table(
+            ["HLO instruction", "kind", "ms / step", "share"],
+            [[n, c, f"{ms:.3f}", f"{100 * sh:.1f}%"] for n, c, ms, sh in prof["top"]],
+        )
     lines.append("")
     for r in rows:
         lines.append(f"- {r['case']}: {CASES[r['case']].note}.")
@@ -862,6 +1038,12 @@ def main(argv=None) -> int:
         default=0,
         help="also time steps around asynchronous checkpoint saves made every N steps",
     )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="also trace steps of each case with jax.profiler into DIR/<case> (TensorBoard/XProf)",
+    )
+    parser.add_argument("--profile-steps", type=int, default=5)
     args = parser.parse_args(argv)
     mesh = parallel.make_mesh()
     env = environment()
@@ -890,6 +1072,8 @@ def main(argv=None) -> int:
             mesh=mesh,
             data_dir=args.data_dir,
             checkpoint_every=args.checkpoint_every,
+            profile_dir=args.profile,
+            profile_steps=args.profile_steps,
         )
         print(row, flush=True)
         rows.append(row)

@@ -256,9 +256,63 @@ def test_real_data_and_checkpoint_timings_run(tmp_path):
         mesh=parallel.make_mesh(jax.devices()[:1]),  # one device: the cheapest compile
         data_dir=_write_fashion_mnist(tmp_path),
         checkpoint_every=4,
+        profile_dir=str(tmp_path / "profiles"),
+        profile_steps=2,
     )
     assert row["real_data"] == "fashion_mnist" and row["real_items_per_s"] > 0
     assert 0 < row["real_vs_synthetic"] < 100
     assert row["near_save_ms"] > 0 and row["other_ms"] > 0
     text = tp.to_markdown([row], {"device": "test"}, "cmd")
     assert "| simclr_r18_fmnist | fashion_mnist |" in text and "| 4 steps |" in text
+    # The profile: a trace on disk, op time split by kind, the top ops named after HLO instructions.
+    prof = row["profile"]
+    assert os.listdir(prof["trace"]) and prof["ms_per_step"] > 0
+    np.testing.assert_allclose(sum(share for _, share in prof["categories"]), 1.0, rtol=1e-6)
+    hlo = open(tmp_path / "profiles" / "simclr_r18_fmnist" / "step.hlo.txt").read()
+    kinds = dict(prof["categories"])
+    assert kinds.get("convolution", 0) + kinds.get("matmul", 0) > 0
+    named = [name for name, kind, *_ in prof["top"] if not kind.startswith("other")]
+    assert named and all(name in hlo for name in named)
+    assert "Profile of simclr_r18_fmnist (jax.profiler" in text
+
+
+_GPU_HLO = """HloModule jit_step, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
+
+%fused_dot (p0: bf16[64,64], p1: bf16[64,64]) -> bf16[64,64] {
+  %p0 = bf16[64,64]{1,0} parameter(0)
+  %p1 = bf16[64,64]{1,0} parameter(1)
+  ROOT %dot.1 = bf16[64,64]{1,0} dot(bf16[64,64]{1,0} %p0, bf16[64,64]{1,0} %p1), lhs_contracting_dims={1}
+}
+
+%fused_bn (p0: bf16[8,32,32,64]) -> f32[64] {
+  %p0 = bf16[8,32,32,64]{3,2,1,0} parameter(0)
+  %convert.3 = f32[8,32,32,64]{3,2,1,0} convert(bf16[8,32,32,64]{3,2,1,0} %p0)
+  ROOT %reduce.2 = f32[64]{0} reduce(f32[8,32,32,64]{3,2,1,0} %convert.3, f32[] %c), dimensions={0,1,2}
+}
+
+%fused_transpose (p0: bf16[8,64,32,32]) -> bf16[8,32,32,64] {
+  %p0 = bf16[8,64,32,32]{3,2,1,0} parameter(0)
+  ROOT %transpose.4 = bf16[8,32,32,64]{3,2,1,0} transpose(bf16[8,64,32,32]{3,2,1,0} %p0), dimensions={0,2,3,1}
+}
+
+ENTRY %main (x: bf16[8,32,32,64]) -> f32[64] {
+  %x = bf16[8,32,32,64]{3,2,1,0} parameter(0)
+  %custom-call.7 = (bf16[8,32,32,64]{3,2,1,0}, u8[0]{0}) custom-call(bf16[8,32,32,64]{3,2,1,0} %x), custom_call_target="__cudnn$convForward"
+  %gemm_fusion.2 = bf16[64,64]{1,0} fusion(bf16[64,64]{1,0} %a, bf16[64,64]{1,0} %b), kind=kCustom, calls=%fused_dot
+  %input_reduce_fusion.5 = f32[64]{0} fusion(bf16[8,32,32,64]{3,2,1,0} %x), kind=kInput, calls=%fused_bn
+  %transpose_fusion.1 = bf16[8,32,32,64]{3,2,1,0} fusion(bf16[8,64,32,32]{3,2,1,0} %y), kind=kLoop, calls=%fused_transpose
+  %all-reduce-start.3 = f32[64]{0} all-reduce-start(f32[64]{0} %input_reduce_fusion.5), replica_groups={}, to_apply=%add
+  ROOT %all-reduce-done.3 = f32[64]{0} all-reduce-done(f32[64]{0} %all-reduce-start.3)
+}
+"""
+
+
+def test_hlo_instructions_are_sorted_into_kinds():
+    # GPU-style names (cuDNN custom calls, Triton gemm fusions, async collectives), written by hand:
+    # the CPU profile above checks the plumbing, this checks what a GPU trace's ops are called.
+    kinds = {n: tp.op_category(*v) for n, v in tp.hlo_instructions(_GPU_HLO).items()}
+    assert kinds["custom-call.7"] == "convolution"
+    assert kinds["gemm_fusion.2"] == "matmul"
+    assert kinds["input_reduce_fusion.5"] == "reduction fusion"
+    assert kinds["transpose_fusion.1"] == "layout (copy, transpose)"
+    assert kinds["all-reduce-start.3"] == kinds["all-reduce-done.3"] == "collective"
