@@ -811,11 +811,20 @@ def run_case(
             state, metrics, real_s = _timed_windows(
                 step_fn, state, real_batch, start=0, steps=steps
             )
+            # The loader alone, no step: how fast this host can feed the devices at all. The
+            # batches already prefetched are taken first, so the clock sees the producer's rate.
+            for i in range(2):
+                real_batch(i)
+            t0 = time.perf_counter()
+            for i in range(3 * steps):
+                jax.block_until_ready(real_batch(i))
+            loader_s = (time.perf_counter() - t0) / (3 * steps)
         finally:
             loader.close()
         extra["real_data"] = source.name
         extra["real_vs_synthetic"] = step_s / real_s
         extra["real_items_per_s"] = examples * case.items_per_example(config) / real_s
+        extra["loader_items_per_s"] = examples * case.items_per_example(config) / loader_s
     if checkpoint_every:
         if checkpoint_every < 4:
             raise SystemExit("--checkpoint-every must be >= 4: 3 steps per save count as near it")
@@ -945,11 +954,13 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
         lines += [
             "",
             "Real data: the same step fed by the training loader (`ssl_jax.data.BatchLoader`: "
-            "shuffled reads of the files, a prefetch thread) instead of batches already in memory.",
+            "shuffled reads of the files, a prefetch thread) instead of batches already in memory; "
+            "and the loader alone, delivering batches to the devices with no step running (what this "
+            "host can feed at most, counted in the same units).",
             "",
         ]
         lines += _table(
-            ["case", "data", "synthetic", "real data", "real / synthetic"],
+            ["case", "data", "synthetic", "real data", "real / synthetic", "loader alone"],
             [
                 [
                     r["case"],
@@ -957,6 +968,7 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
                     f"{_rate(r['items_per_s'])} {r['unit']}/s",
                     f"{_rate(r['real_items_per_s'])} {r['unit']}/s",
                     f"{100 * r['real_vs_synthetic']:.1f}%",
+                    f"{_rate(r['loader_items_per_s'])} {r['unit']}/s",
                 ]
                 for r in real
             ],

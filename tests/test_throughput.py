@@ -260,7 +260,7 @@ def test_real_data_and_checkpoint_timings_run(tmp_path):
         profile_steps=2,
     )
     assert row["real_data"] == "fashion_mnist" and row["real_items_per_s"] > 0
-    assert 0 < row["real_vs_synthetic"] < 100
+    assert 0 < row["real_vs_synthetic"] < 100 and row["loader_items_per_s"] > 0
     assert row["near_save_ms"] > 0 and row["other_ms"] > 0
     text = tp.to_markdown([row], {"device": "test"}, "cmd")
     assert "| simclr_r18_fmnist | fashion_mnist |" in text and "| 4 steps |" in text
