@@ -1,5 +1,5 @@
 """Encoders and heads: shapes, dtypes, parameter counts against torchvision, stems, zero-init residuals,
-BatchNorm synchronised across an 8-device mesh, and the registry.
+BatchNorm synchronised across an 8-device mesh, BatchNorm recomputed in the backward pass, and the registry.
 
 Compiling a ResNet's random initialiser costs several seconds on CPU, so full-size ResNets are only traced
 (jax.eval_shape) or run on NumPy-filled parameters; real initialisers run on blocks and a two-stage ResNet.
@@ -204,6 +204,106 @@ def test_zero_init_residual_reaches_every_block_and_only_the_last_bn():
         np.testing.assert_array_equal(p[block]["bn1"]["scale"], 1.0)
     np.testing.assert_array_equal(p["layer2_0"]["downsample_bn"]["scale"], 1.0)
     np.testing.assert_array_equal(p["bn1"]["scale"], 1.0)
+
+
+def _two_stage_resnet(**kwargs):
+    return ResNet(stage_sizes=(1, 1), block_cls=BasicBlock, stem="cifar", **kwargs)
+
+
+def test_remat_norm_keeps_values_gradients_and_parameters():
+    x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
+    results = []
+    for remat in (False, True):
+        model = _two_stage_resnet(remat_norm=remat)
+        variables = model.init(jax.random.key(0), x, train=True)
+
+        def loss(params, model=model, variables=variables):
+            out, updates = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return jnp.sum(out**2), updates
+
+        (value, updates), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(
+            variables["params"]
+        )
+        results.append((variables, value, updates, grads))
+    (v0, l0, u0, g0), (v1, l1, u1, g1) = results
+    # Same parameter tree (checkpoints interchange), same loss, BN statistics and gradients.
+    assert jax.tree.structure(v0) == jax.tree.structure(v1)
+    np.testing.assert_allclose(l0, l1, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves((u0, g0)), jax.tree.leaves((u1, g1)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _activation_residual_bytes(model, size: int, batch: int = 2) -> dict[str, int]:
+    """Bytes per dtype of the activation-sized arrays a bf16 training forward keeps for its backward
+    (the leaves of the vjp closure with the batch as their leading dimension), traced only."""
+    x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.bfloat16)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=True), x)
+
+    def residuals(variables, x):
+        def loss(params):
+            out, _ = model.apply(
+                {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+            )
+            return out.sum()
+
+        return jax.tree.leaves(jax.vjp(loss, variables["params"])[1])
+
+    found: dict[str, int] = {}
+    for leaf in jax.eval_shape(residuals, variables, x):
+        if leaf.ndim == 4 and leaf.shape[0] == batch:
+            found[str(leaf.dtype)] = found.get(str(leaf.dtype), 0) + leaf.size * leaf.dtype.itemsize
+    return found
+
+
+def test_remat_norm_keeps_no_float32_activations_for_the_backward_pass():
+    plain = _activation_residual_bytes(_two_stage_resnet(dtype=jnp.bfloat16), 32)
+    remat = _activation_residual_bytes(_two_stage_resnet(dtype=jnp.bfloat16, remat_norm=True), 32)
+    assert plain["float32"] > 0 and "float32" not in remat  # x - mean and x^2 of every BN, in f32
+    assert sum(remat.values()) < 0.6 * sum(plain.values())
+
+
+def _primitive_counts(jaxpr, counts: dict[str, int]) -> dict[str, int]:
+    for eqn in jaxpr.eqns:
+        counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    _primitive_counts(sub, counts)
+    return counts
+
+
+def test_remat_norm_with_synchronized_statistics_on_8_devices():
+    """Same gradients as without remat over a sharded batch, and the backward pass reuses the
+    forward's cross-device sums instead of running every BN's all-reduce again."""
+    mesh = parallel.make_mesh()
+    x = _normal(16, 16, 16, 3) + np.arange(16, dtype=np.float32)[:, None, None, None]
+    variables = _init(_two_stage_resnet(), x[:2])
+    grads, sums = [], []
+    for remat in (False, True):
+        model = _two_stage_resnet(bn_axis_name=parallel.DATA_AXIS, remat_norm=remat)
+
+        def step(v, x, model=model):
+            def loss(params):
+                out, _ = model.apply(
+                    {**v, "params": params}, x, train=True, mutable=["batch_stats"]
+                )
+                return jax.lax.pmean(jnp.sum(out**2), parallel.DATA_AXIS)
+
+            return jax.grad(loss)(v["params"])
+
+        fn = parallel.per_device(step, mesh, in_specs=(P(), P("data")), out_specs=P())
+        grads.append(jax.jit(fn)(variables, x))
+        counts = _primitive_counts(jax.make_jaxpr(fn)(variables, x).jaxpr, {})
+        sums.append(sum(n for name, n in counts.items() if name.startswith("psum")))
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert sums[0] == sums[1] > 0
 
 
 def test_conv_init_is_he_fan_out():
