@@ -25,14 +25,15 @@ def _save_cross_device_sums(prim, *_, **__) -> bool:
     return prim.name.startswith("psum")
 
 
+_RematBatchNorm = nn.remat(nn.BatchNorm, policy=_save_cross_device_sums)
+
+
 def batch_norm(remat: bool, **kwargs) -> nn.BatchNorm:
     """flax's BatchNorm; with `remat`, under `nn.remat`: its backward pass recomputes the normalization
     from the input instead of keeping the float32 intermediates (x - mean, x^2) the forward made. Those
     are 8 bytes per activation element against the 2 of the bf16 input, so remat shrinks what the step
     writes in the forward and reads back in the backward; the values and gradients are the same."""
-    if not remat:
-        return nn.BatchNorm(**kwargs)
-    return nn.remat(nn.BatchNorm, policy=_save_cross_device_sums)(**kwargs)
+    return (_RematBatchNorm if remat else nn.BatchNorm)(**kwargs)
 
 
 class _Block(nn.Module):
