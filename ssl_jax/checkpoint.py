@@ -21,7 +21,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -299,9 +299,20 @@ def _reading(path: str, steps: list[int]):
         raise CorruptCheckpointError(_corrupt_message(path, steps, problem)) from e
 
 
+class _SavedEncoder(NamedTuple):
+    """One checkpoint's encoder, opened: its manager, step, path, the steps beside it (for error
+    messages) and the saved tree's metadata (shapes and dtypes, no array)."""
+
+    manager: ocp.CheckpointManager
+    step: int
+    path: str
+    steps: list[int]
+    tree: Any
+
+
 @contextlib.contextmanager
 def _encoder_step(workdir: str, step: int | None):
-    """(manager, step, path, saved encoder metadata tree) of `step` (default: the newest)."""
+    """The `_SavedEncoder` of `step` (default: the newest)."""
     directory = checkpoint_dir(workdir)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"No checkpoints in {directory}: run `ssl-jax pretrain` first.")
@@ -316,15 +327,21 @@ def _encoder_step(workdir: str, step: int | None):
         path = os.path.join(directory, str(step))
         with _reading(path, steps):
             metadata = manager.item_metadata(step)[ENCODER]
-        yield manager, step, path, getattr(metadata, "tree", metadata)
+        yield _SavedEncoder(manager, step, path, steps, getattr(metadata, "tree", metadata))
     finally:
         manager.close()
 
 
+def _shapes(tree: Any, sharding: Any = None) -> Any:
+    return jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype, sharding=sharding), tree
+    )
+
+
 def encoder_shapes(workdir: str, step: int | None = None) -> Any:
     """The saved encoder's tree as `jax.ShapeDtypeStruct`s, read from the metadata (no array)."""
-    with _encoder_step(workdir, step) as (_, _, _, saved):
-        return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype), saved)
+    with _encoder_step(workdir, step) as saved:
+        return _shapes(saved.tree)
 
 
 def load_encoder(
@@ -338,17 +355,14 @@ def load_encoder(
     Whatever mesh wrote the checkpoint, the arrays are read whole onto this process's first device:
     a run saved on 8 devices is evaluated or exported on 1.
     """
-    with _encoder_step(workdir, step) as (manager, step, path, saved):
+    with _encoder_step(workdir, step) as saved:
         if expected is not None:
-            check_tree_matches(expected, saved, what=f"The encoder in {path}")
+            check_tree_matches(expected, saved.tree, what=f"The encoder in {saved.path}")
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(
-            lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype, sharding=device), saved
-        )
-        steps = sorted(manager.all_steps())
-        with _reading(path, steps):
-            restored = manager.restore(
-                step, args=ocp.args.Composite(**{ENCODER: ocp.args.StandardRestore(target)})
+        restore = ocp.args.StandardRestore(_shapes(saved.tree, device))
+        with _reading(saved.path, saved.steps):
+            restored = saved.manager.restore(
+                saved.step, args=ocp.args.Composite(**{ENCODER: restore})
             )
             encoder = jax.tree.map(np.asarray, restored[ENCODER])
-    return encoder, step
+    return encoder, saved.step
