@@ -790,6 +790,7 @@ def run_case(
         state, metrics = step_fn(state, batch_at(i))
     jax.block_until_ready((state, metrics))
     state, metrics, step_s = _timed_windows(step_fn, state, batch_at, start=warmup, steps=steps)
+    items = examples * case.items_per_example(config)
     extra = {}
     if data_dir and config.data.name == "fashion_mnist":
         keys = method.batch_keys
@@ -823,8 +824,8 @@ def run_case(
             loader.close()
         extra["real_data"] = source.name
         extra["real_vs_synthetic"] = step_s / real_s
-        extra["real_items_per_s"] = examples * case.items_per_example(config) / real_s
-        extra["loader_items_per_s"] = examples * case.items_per_example(config) / loader_s
+        extra["real_items_per_s"] = items / real_s
+        extra["loader_items_per_s"] = items / loader_s
     if checkpoint_every:
         if checkpoint_every < 4:
             raise SystemExit("--checkpoint-every must be >= 4: 3 steps per save count as near it")
@@ -842,7 +843,6 @@ def run_case(
             steps=profile_steps,
             trace_dir=os.path.join(profile_dir, case.name),
         )
-    items = examples * case.items_per_example(config)
     row = {
         "case": case.name,
         "model": case.model,
