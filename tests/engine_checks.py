@@ -5,6 +5,7 @@
   state between 1 and 8 devices.
 - `run_smoke(config_spec, workdir, *overrides)`: `ssl-jax pretrain` end to end through the CLI.
 - `idx_bytes(array, code)`: an IDX file (Fashion-MNIST's format) written by hand.
+- `traced_equations(jaxpr)`: every equation of a traced program, those of its sub-jaxprs included.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ def idx_bytes(array: np.ndarray, code: int) -> bytes:
     """An IDX file written by hand from the format's definition."""
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def traced_equations(jaxpr):
+    """Every equation of `jaxpr` and, depth first, of the jaxprs its equations carry (jit, remat,
+    custom derivatives, shard_map, control flow)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                if hasattr(sub, "eqns"):
+                    yield from traced_equations(sub)
 
 
 def load(spec: str, *overrides: str) -> ml_collections.ConfigDict:

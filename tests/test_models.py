@@ -27,6 +27,8 @@ from ssl_jax.models import (
     get_encoder,
 )
 
+from engine_checks import traced_equations
+
 
 def _count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
@@ -267,17 +269,6 @@ def test_remat_norm_keeps_no_float32_activations_for_the_backward_pass():
     assert sum(remat.values()) < 0.6 * sum(plain.values())
 
 
-def _primitive_counts(jaxpr, counts: dict[str, int]) -> dict[str, int]:
-    for eqn in jaxpr.eqns:
-        counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                sub = getattr(sub, "jaxpr", sub)
-                if hasattr(sub, "eqns"):
-                    _primitive_counts(sub, counts)
-    return counts
-
-
 def test_remat_norm_with_synchronized_statistics_on_8_devices():
     """Same gradients as without remat over a sharded batch, and the backward pass reuses the
     forward's cross-device sums instead of running every BN's all-reduce again."""
@@ -299,8 +290,8 @@ def test_remat_norm_with_synchronized_statistics_on_8_devices():
 
         fn = parallel.per_device(step, mesh, in_specs=(P(), P("data")), out_specs=P())
         grads.append(jax.jit(fn)(variables, x))
-        counts = _primitive_counts(jax.make_jaxpr(fn)(variables, x).jaxpr, {})
-        sums.append(sum(n for name, n in counts.items() if name.startswith("psum")))
+        equations = traced_equations(jax.make_jaxpr(fn)(variables, x).jaxpr)
+        sums.append(sum(eqn.primitive.name.startswith("psum") for eqn in equations))
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert sums[0] == sums[1] > 0

@@ -94,8 +94,10 @@ def traced_flops(jaxpr) -> int:
     """FLOPs of every matmul and convolution in a jaxpr, sub-jaxprs included (2 per multiply-add).
     A convolution with lhs_dilation (the input gradient of a strided one) multiplies only the
     1 / prod(dilation) of its window taps that fall on real inputs, not on the inserted zeros."""
+    from engine_checks import traced_equations
+
     total = 0
-    for eqn in jaxpr.eqns:
+    for eqn in traced_equations(jaxpr):
         out = int(np.prod(eqn.outvars[0].aval.shape)) if eqn.outvars else 0
         if eqn.primitive.name == "conv_general_dilated":
             rhs = eqn.invars[1].aval.shape
@@ -105,11 +107,6 @@ def traced_flops(jaxpr) -> int:
             (contracting, _), _ = eqn.params["dimension_numbers"]
             lhs = eqn.invars[0].aval.shape
             total += 2 * out * int(np.prod([lhs[d] for d in contracting]))
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                sub = getattr(sub, "jaxpr", sub)
-                if hasattr(sub, "eqns"):
-                    total += traced_flops(sub)
     return total
 
 
