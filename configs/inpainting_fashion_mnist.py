@@ -3,8 +3,9 @@
 The central 14x14 region (half of each side, a quarter of the area, as the paper's 64 of 128) is set to
 the dataset mean; the backbone encodes the rest, a decoder (dense bottleneck, two x2 upsamplings by
 resize-convolution) reconstructs the image, and the loss is the L2 error on the masked region only.
-The paper's adversarial term is left out (reconstruction loss only). `inpainting.mask =
-"random_blocks"` trains the random-block variant instead. Adam(W), lr 1e-3 (the paper: 2e-4 for its larger nets), no weight decay; 10 epochs.
+The paper's adversarial term is left out (reconstruction loss only).
+`inpainting.mask = "random_blocks"` trains the random-block variant instead. Adam(W), lr 1e-3 (the paper:
+2e-4 for its larger nets), no weight decay; 10 epochs.
 Evaluation: kNN and a linear probe on the backbone's pooled features of whole, unmasked images.
 
 Data: the four IDX files, e.g. from Debian's `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist).
