@@ -14,6 +14,8 @@ import pytest
 
 from ssl_jax import models
 
+from engine_checks import idx_bytes, traced_equations
+
 _PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "throughput.py")
 _SPEC = importlib.util.spec_from_file_location("throughput_benchmark", _PATH)
 tp = importlib.util.module_from_spec(_SPEC)
@@ -94,8 +96,6 @@ def traced_flops(jaxpr) -> int:
     """FLOPs of every matmul and convolution in a jaxpr, sub-jaxprs included (2 per multiply-add).
     A convolution with lhs_dilation (the input gradient of a strided one) multiplies only the
     1 / prod(dilation) of its window taps that fall on real inputs, not on the inserted zeros."""
-    from engine_checks import traced_equations
-
     total = 0
     for eqn in traced_equations(jaxpr):
         out = int(np.prod(eqn.outvars[0].aval.shape)) if eqn.outvars else 0
@@ -212,8 +212,6 @@ def test_peak_lookup():
 
 def _write_fashion_mnist(directory, n=64):
     """Train / test IDX files of random 28x28 images."""
-    from engine_checks import idx_bytes
-
     rng = np.random.default_rng(0)
     for split in ("train", "t10k"):
         images = rng.integers(0, 256, (n, 28, 28), np.uint8)
