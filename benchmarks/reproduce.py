@@ -19,6 +19,15 @@ from-scratch baseline that pre-training is compared against.
 
 Writes benchmarks/results/<dataset>.md (tables; any text after the `<!-- notes -->` line of an existing file
 is kept), <dataset>.json (the rows, read back by --append) and <dataset>_{loss,knn,pca}.png.
+
+--compare-peer puts the PyTorch peer beside each method instead (benchmarks/peers/lightly_fashion_mnist.py,
+lightly 1.6, run as a subprocess with the same backbone, batch, epochs and the same kNN and linear-probe
+code): one table per protocol (random init, ssl_jax, the peer) and one of pre-training wall time and rate,
+written to benchmarks/results/<dataset>_<backbone>.md. Pre-training is timed without any evaluation in it
+(compilation and data loading included, as the peer's is), then the protocols run on the saved encoder.
+
+  python benchmarks/reproduce.py --compare-peer --data-dir ../shared/data/fashion-mnist \
+      --variant small_cnn --methods simclr --epochs 3 --batch-size 256 --protocols knn,linear
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 
@@ -186,6 +196,145 @@ def random_init_baseline(args, mesh) -> dict:
     x, y = test_features(config, method, jax.device_get(encoder), mesh)
     np.savez(os.path.join(workdir, "test_features.npz"), features=x, labels=y)
     return row(BASELINE, args, config, results, seconds, 0.0)
+
+
+# --------------------------------------------------------------------------- ssl_jax beside the peer
+
+PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "lightly_fashion_mnist.py")
+
+
+def backbone_of(args) -> str:
+    """The peer's backbone for the configs' variant: the small CNN, or the main recipe's ResNet-18."""
+    return "small_cnn" if args.variant == "small_cnn" else "resnet18"
+
+
+def run_timed(method: str, args, mesh) -> dict:
+    """ssl_jax: pre-training alone, timed (no evaluation inside it), then the protocols on the
+    saved encoder."""
+    config = load(method, args)
+    config.eval_every_steps = 0
+    protocols = tuple(args.protocols)
+    config.eval.protocols = ()
+    workdir = os.path.join(args.workdir, args.dataset, f"{method}_vs_peer")
+    start = time.perf_counter()
+    results = train.pretrain(config, workdir)
+    seconds = time.perf_counter() - start
+    if results.get("preempted"):
+        raise SystemExit(f"{method}: pre-training stopped by a signal; re-run to resume.")
+    steps = int(results["step"])
+    scores = evaluate.evaluate_workdir(workdir, protocols)
+    rates = [r["images_per_sec"] for r in reporting.read_metrics(workdir) if "images_per_sec" in r]
+    return {
+        "library": f"ssl_jax (jax {jax.__version__})",
+        "method": method,
+        "config": config_spec(method, args)[1],
+        "epochs": args.epochs,
+        "batch": config.batch_size,
+        "top1": {p: scores[p]["top1"] for p in protocols if "top1" in scores.get(p, {})},
+        "pretrain_seconds": seconds,
+        "images_per_second": steps * config.batch_size / seconds,
+        "steady_images_per_second": float(np.median(rates)) if rates else None,
+    }
+
+
+def run_peer(method: str, args) -> dict:
+    """The peer's run of `method` in its own process (its own threads and data-loading workers)."""
+    out = os.path.join(args.workdir, args.dataset, f"{method}_peer")
+    command = [
+        sys.executable,
+        PEER_SCRIPT,
+        f"--data-dir={args.data_dir}",
+        f"--method={method}",
+        f"--backbone={backbone_of(args)}",
+        f"--batch-size={args.batch_size}",
+        f"--epochs={args.epochs}",
+        f"--out={out}",
+        *args.peer_args,
+    ]
+    subprocess.run(command, check=True)
+    with open(os.path.join(out, "result.json")) as f:
+        peer = json.load(f)
+    peer["config"] = "benchmarks/peers/lightly_fashion_mnist.py"
+    peer["images_per_second"] = peer["steps"] * peer["batch_size"] / peer["pretrain_seconds"]
+    return {**peer, "batch": peer["batch_size"]}
+
+
+def random_init_row(args, mesh) -> dict:
+    base = random_init_baseline(args, mesh)
+    return {**base, "library": f"ssl_jax (jax {jax.__version__})", "pretrain_seconds": None}
+
+
+def peer_markdown(rows: list[dict], commands: list[str], args, notes: str) -> str:
+    title = args.dataset.replace("_", "-")
+    lines = [
+        f"# {title}, {backbone_of(args)}: ssl_jax beside the PyTorch peer at equal budget",
+        "",
+        *[f"Command: `{c}`" for c in commands],
+        "",
+        f"Machine: {args.machine}",
+        "",
+        "Both libraries pre-train the same backbone and heads (sizes from the ssl_jax config) with "
+        "the same batch and epochs on the full training split; both encoders are then scored by "
+        "the same ssl_jax kNN and linear-probe code on the test split. The peer's recipe is "
+        "lightly's own (benchmarks/peers/lightly_fashion_mnist.py); ssl_jax's is the config named.",
+        "",
+    ]
+    for protocol in [p for p in args.protocols if any(p in r["top1"] for r in rows)]:
+        lines += [
+            f"## {protocol}",
+            "",
+            PROTOCOL_TEXT.get(protocol, ""),
+            "",
+            "| encoder | library | config | epochs | batch | top-1 |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in rows:
+            if protocol in r["top1"]:
+                lines.append(
+                    f"| {r['method']} | {r['library']} | `{r['config']}` | {r['epochs']:g} | "
+                    f"{r['batch'] or '—'} | {100 * r['top1'][protocol]:.2f}% |"
+                )
+        lines.append("")
+    lines += [
+        "## Pre-training wall time",
+        "",
+        "Seconds from the start of pre-training to its last step (compilation and data loading "
+        "included; no evaluation), and the examples (images) per second that gives.",
+        "",
+        "| method | library | seconds | images/s |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r.get("pretrain_seconds"):
+            lines.append(
+                f"| {r['method']} | {r['library']} | {r['pretrain_seconds']:.0f} | "
+                f"{r['images_per_second']:,.0f} |"
+            )
+    lines += ["", NOTES_MARKER]
+    return "\n".join(lines) + "\n" + notes
+
+
+def compare_peer(args, methods: list[str], command: str) -> int:
+    args.output = args.output or os.path.join(
+        ROOT, "benchmarks", "results", f"{args.dataset}_{backbone_of(args)}.md"
+    )
+    rows_path = os.path.splitext(args.output)[0] + ".json"
+    notes = _notes(args.output)
+    mesh = parallel.make_mesh()
+    rows = [random_init_row(args, mesh)] if args.baseline else []
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    for method in methods:
+        for new in (run_timed(method, args, mesh), run_peer(method, args)):
+            rows.append(new)
+            print(json.dumps({k: new.get(k) for k in ("method", "library", "top1")}), flush=True)
+            with open(rows_path, "w") as f:
+                json.dump(
+                    {"commands": [command], "machine": args.machine, "rows": rows}, f, indent=1
+                )
+            with open(args.output, "w") as f:
+                f.write(peer_markdown(rows, [command], args, notes))
+    print(peer_markdown(rows, [command], args, notes))
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ the report
@@ -360,21 +509,24 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--append", action="store_true", help="keep the rows already in the results"
     )
+    parser.add_argument(
+        "--compare-peer",
+        action="store_true",
+        help="pre-train the PyTorch peer (lightly) beside each method; see the module docstring",
+    )
+    parser.add_argument(
+        "--peer-arg",
+        dest="peer_args",
+        action="append",
+        default=[],
+        help="an extra flag for the peer script, e.g. --peer-arg=--workers=2 (repeatable)",
+    )
     args = parser.parse_args(argv)
     args.protocols = [p for p in args.protocols.split(",") if p]
-    args.output = args.output or os.path.join(ROOT, "benchmarks", "results", f"{args.dataset}.md")
     args.machine = machine()
-    rows_path = os.path.splitext(args.output)[0] + ".json"
     command = "python benchmarks/reproduce.py " + " ".join(
         repr(a) if a == "" else a for a in (sys.argv[1:] if argv is None else argv)
     )
-    saved = {"commands": [], "rows": []}
-    if args.append and os.path.isfile(rows_path):
-        with open(rows_path) as f:
-            saved = json.load(f)
-    rows, commands = saved["rows"], [*saved["commands"], command]
-    notes = _notes(args.output)
-    mesh = parallel.make_mesh()
     if args.methods is None:
         methods = [m for m in DEFAULT_METHODS.split(",") if os.path.isfile(config_file(m, args))]
     else:
@@ -382,6 +534,17 @@ def main(argv=None) -> int:
     missing = [config_file(m, args) for m in methods if not os.path.isfile(config_file(m, args))]
     if missing:
         parser.error(f"no such config: {', '.join(missing)}")
+    if args.compare_peer:
+        return compare_peer(args, methods, command)
+    args.output = args.output or os.path.join(ROOT, "benchmarks", "results", f"{args.dataset}.md")
+    rows_path = os.path.splitext(args.output)[0] + ".json"
+    saved = {"commands": [], "rows": []}
+    if args.append and os.path.isfile(rows_path):
+        with open(rows_path) as f:
+            saved = json.load(f)
+    rows, commands = saved["rows"], [*saved["commands"], command]
+    notes = _notes(args.output)
+    mesh = parallel.make_mesh()
     todo = ([BASELINE] if args.baseline else []) + methods
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     for method in todo:
