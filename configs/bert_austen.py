@@ -10,8 +10,8 @@ ssl_jax.data.text); the BPE tokenizer (2048 ids) is trained on the train split a
 
 Reports masked-token accuracy on the validation split ("masked_accuracy"), kNN / linear probe on
 mean-pooled features, and novel classification fine-tuned from the pre-trained model ("finetune") and
-from random initialisation ("finetune_scratch"). Measured results: benchmarks/results/austen.md
-(benchmarks/text_downstream.py).
+from random initialisation ("finetune_scratch").
+Expected result: see benchmarks/results/austen.md (made by benchmarks/text_downstream.py).
 
 Variants: `:smoke` (a tiny model, 3 steps, for tests), `:base` (BERT-base: 12 layers x 768, 12 heads,
 seq 512, 30522-id vocabulary, bfloat16; accelerator-sized).
@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from ssl_jax import config_util
 from ssl_jax.methods import text_common
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -29,21 +33,16 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.data_dir = "data/austen"  # set --config.data.data_dir to where the .txt files are
     config.bert = ml_collections.ConfigDict(dict(mask_rate=0.15, mask_frac=0.8, random_frac=0.1))
     config.eval.protocols = ("masked_accuracy", "knn", "linear", "finetune", "finetune_scratch")
-    if variant == "smoke":
-        text_common.smoke_variant(config)
-        config.eval.protocols = ("masked_accuracy", *config.eval.protocols)
-    elif variant == "base":
-        text_common.base_sizes(config, seq_len=512)
-        config.data.vocab_size = 30522
-        config.batch_size = 256
-        config.num_steps = 1_000_000
-        config.optim.learning_rate = 1e-4
-        config.optim.b2 = 0.999
-        config.optim.weight_decay = 0.01
-        config.optim.warmup_steps = 10_000
-        config.finetune.batch_size = 32
-        config.finetune.learning_rate = 2e-5  # BERT's GLUE fine-tuning grid: 2e-5 .. 5e-5
-        config.finetune.num_steps = 3000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke, base.")
-    return config
+    bert_base = {
+        "data.vocab_size": 30522,
+        "batch_size": 256,
+        "num_steps": 1_000_000,
+        "optim.learning_rate": 1e-4,
+        "optim.b2": 0.999,
+        "optim.weight_decay": 0.01,
+        "optim.warmup_steps": 10_000,
+        "finetune.learning_rate": 2e-5,  # BERT's GLUE fine-tuning grid: 2e-5 .. 5e-5
+    }
+    smoke = families.text_smoke("masked_accuracy")
+    base = families.text_base(bert_base, seq_len=512)
+    return datasets.select(config, variant, smoke=smoke, base=base)

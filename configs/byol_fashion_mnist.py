@@ -10,73 +10,29 @@ Data: the four IDX files, e.g. from Debian's `dataset-fashion-mnist` (/usr/share
   ssl-jax pretrain --config configs/byol_fashion_mnist.py --workdir runs/byol_fmnist \
       --config.data.data_dir=/usr/share/datasets/fashion-mnist
 
-Expected result: not recorded yet (no accelerator run of this config so far); a healthy run shows the
-`embedding_std` metric staying near 1/sqrt(256) ~ 0.06 (0 means collapse) and kNN top-1 rising well
-above the step-0 baseline. Results will go to benchmarks/results/ with the command and the machine.
-Variants: `:smoke` (a few steps of a small encoder, for tests), `:small_cnn` (the CPU-sized encoder).
+Expected result: see benchmarks/results/fashion_mnist.md and benchmarks/results/lecture_table.md
+(the `:small_cnn` variant on a 2-core CPU, with the command and the machine); no run of the
+ResNet-18 recipe is recorded yet. A healthy run shows the `embedding_std` metric staying near
+1/sqrt(256) ~ 0.06 (0 means collapse) and kNN top-1 rising well above the step-0 baseline.
+Variants: `:smoke` (a few steps of a small encoder, for tests), `:small_cnn` (the CPU-sized
+encoder).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "byol"
-    config.data.name = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-
-    config.model.encoder = "resnet18"
-    config.model.encoder_kwargs = {"stem": "cifar"}
-    config.model.dtype = "bfloat16"
-    config.model.projector = ml_collections.ConfigDict(
-        {"hidden_dim": 4096, "output_dim": 256, "num_layers": 2, "use_bn": True, "last_bn": False}
+    config = families.byol(datasets.fashion_mnist("byol"))
+    return datasets.select(
+        config,
+        variant,
+        small_cnn=datasets.small_cnn(projector=(256, 64), predictor=(256, 64)),
+        smoke=datasets.smoke(projector=(32, 16), predictor=(32, 16)),
     )
-    config.model.predictor = ml_collections.ConfigDict(
-        {"hidden_dim": 4096, "output_dim": 256, "num_layers": 2, "use_bn": True, "last_bn": False}
-    )
-    config.byol = ml_collections.ConfigDict({"tau_base": 0.99})
-    # BYOL's pair (view 0 / view 1); no blur on 28x28 images, as solo-learn on CIFAR.
-    config.augment = {"preset": "byol", "image_size": 28, "channels": 1, "blur_prob": 0.0}
-
-    config.batch_size = 512
-    config.num_epochs = 100.0
-    config.optim.name = "lars"
-    config.optim.learning_rate = 1.0
-    config.optim.lr_scaling = "linear"
-    config.optim.weight_decay = 1e-5
-    config.optim.trust_coefficient = 0.02
-    config.optim.warmup_epochs = 10.0
-    config.log_every_steps = 50
-    config.eval_every_steps = 1170  # every 10 epochs
-    config.checkpoint_every_steps = 1170
-
-    if variant == "small_cnn":
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
-        config.model.dtype = "float32"
-        config.model.projector.hidden_dim = 256
-        config.model.projector.output_dim = 64
-        config.model.predictor.hidden_dim = 256
-        config.model.predictor.output_dim = 64
-    elif variant == "smoke":
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.model.dtype = "float32"
-        config.model.projector.hidden_dim = 32
-        config.model.projector.output_dim = 16
-        config.model.predictor.hidden_dim = 32
-        config.model.predictor.output_dim = 16
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 2
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: small_cnn, smoke.")
-    return config

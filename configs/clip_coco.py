@@ -24,22 +24,25 @@ Data: tfds `coco_captions` and `cifar10` prepared in ArrayRecord format under DA
       --config.data.data_dir=DATA_DIR --config.data.tokenizer_path=runs/clip_coco_bpe.json
   ssl-jax evaluate --workdir runs/clip_coco --protocol zero_shot
 
-No result is recorded for this config (no GPU or COCO here); the measured CLIP result is the Fashion-MNIST
-one in benchmarks/results/clip_fashion_mnist.md. Variants: `:paper_batch`, `:smoke` (tiny towers and
-images: the same pipeline for tests).
+Expected result: none recorded for this config (no GPU or COCO here); the measured CLIP result is
+the Fashion-MNIST one in benchmarks/results/clip_fashion_mnist.md.
+Variants: `:paper_batch`, `:smoke` (tiny towers and images: the same pipeline for tests).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import augment, default_config
+from ssl_jax import config_util
 from ssl_jax.data import captions
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "clip"
+    config = datasets.imagenet("clip", batch_size=4096, num_epochs=32.0, checkpoint_every_steps=500)
+    config.log_every_steps = 50
     config.data.name = "tfds_captions"
     config.data.tfds_name = "coco_captions"
     config.data.train_split = "train+restval"  # Karpathy's train + restval: 113k images
@@ -48,11 +51,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.caption_key = "captions/text"  # five captions per image; one drawn per example
     config.data.label_key = ""
     config.data.caption_seed = 0
-    config.data.image_size = 224
-    config.data.channels = 3
     config.data.num_classes = 0
-    config.data.mean = augment.IMAGENET_MEAN
-    config.data.std = augment.IMAGENET_STD
     config.data.tokenizer = "bpe"
     config.data.tokenizer_path = ""  # set it: the BPE is trained once and reused from there
     config.data.vocab_size = 8192
@@ -60,34 +59,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.text_len = 77
     # The prompt templates of zero-shot evaluation (class names of eval.zero_shot_data).
     config.data.templates = captions.TEMPLATES
-
-    config.model.encoder = "vit_base"
-    config.model.encoder_kwargs = {"patch_size": 32}
-    config.model.dtype = "bfloat16"
-    config.model.text = ml_collections.ConfigDict(
-        {"vocab_size": 0, "width": 512, "depth": 12, "num_heads": 8, "mlp_ratio": 4.0}
-    )
-    config.clip = ml_collections.ConfigDict(
-        {"embed_dim": 512, "init_temperature": 0.07, "max_logit_scale": 100.0}
-    )
-    config.augment = ml_collections.ConfigDict(
-        {"crop_size": 224, "crop_scale": (0.5, 1.0), "flip_prob": 0.0, "jitter_prob": 0.0}
-    )
-
-    config.batch_size = 4096
-    config.num_epochs = 32.0
-    config.optim.name = "adamw"
-    config.optim.learning_rate = 5e-4
-    config.optim.lr_scaling = "none"
-    config.optim.b1 = 0.9
-    config.optim.b2 = 0.98
-    config.optim.eps = 1e-6
-    config.optim.weight_decay = 0.2
-    config.optim.warmup_epochs = 2.0
-    config.log_every_steps = 50
-    config.eval_every_steps = 0  # the in-training kNN monitor needs labels, which COCO lacks
-    config.checkpoint_every_steps = 500
-    config.eval.batch_size = 1024
+    families.set_encoder(config, ("vit_base", {"patch_size": 32}))
+    families.clip(config, width=512, depth=12, num_heads=8, embed_dim=512, warmup_epochs=2.0)
+    # The in-training kNN monitor needs labels, which COCO lacks: zero-shot on CIFAR-10 only.
     config.eval.protocols = ("zero_shot",)
     config.eval.zero_shot_data = ml_collections.ConfigDict(
         {
@@ -98,24 +72,22 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         }
     )
     config.eval.zero_shot_class_names = ()  # () = the dataset's label names
-
-    if variant == "paper_batch":
-        config.batch_size = 32768
-    elif variant == "smoke":
-        config.data.image_size = 48
-        config.augment.crop_size = 48
-        config.model.encoder = "vit_tiny"
-        config.model.encoder_kwargs = {"patch_size": 16}
-        config.model.dtype = "float32"
-        config.model.text.update({"width": 16, "depth": 1, "num_heads": 2})
-        config.data.text_len = 32
-        config.data.vocab_size = 300
-        config.clip.embed_dim = 16
-        config.batch_size = 8
-        config.num_steps = 2
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.batch_size = 16
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: paper_batch, smoke.")
-    return config
+    smoke = {
+        "model.encoder_kwargs": {"patch_size": 16},
+        **families.text_tower(16, 1, 2),
+        "data.text_len": 32,
+        "data.vocab_size": 300,
+        "clip.embed_dim": 16,
+    }
+    smoke = datasets.smoke(
+        smoke,
+        encoder="vit_tiny",
+        image_size=48,
+        protocols=None,
+        max_train_examples=None,
+        batch_size=8,
+        num_steps=2,
+    )
+    return datasets.select(
+        config, variant, paper_batch=datasets.changes(batch_size=32768), smoke=smoke
+    )

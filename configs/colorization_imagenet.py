@@ -25,67 +25,21 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import augment, default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "colorization"
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.image_size = 224
-    config.data.channels = 3
-    config.data.num_classes = 1000
-    config.data.mean = augment.IMAGENET_MEAN  # unused: colorization normalizes L itself
-    config.data.std = augment.IMAGENET_STD
-
-    config.model.encoder = "resnet50"
-    config.model.encoder_kwargs = {"stem": "imagenet"}
-    config.model.dtype = "bfloat16"
-    config.colorization = ml_collections.ConfigDict(
-        {
-            "grid_size": 10.0,
-            "output_size": 56,
-            "head_width": 256,
-            "soft_neighbours": 5,
-            "soft_sigma": 5.0,
-            "rebalance": True,
-            "rebalance_mix": 0.5,
-            "rebalance_sigma": 5.0,
-            "prior_examples": 20000,
-            "flip": True,
-            "temperature": 0.38,
-        }
-    )
-
-    config.batch_size = 256
-    config.num_epochs = 30.0
-    config.optim.name = "adamw"
-    config.optim.learning_rate = 3e-5
-    config.optim.lr_scaling = "none"
-    config.optim.b2 = 0.99
-    config.optim.weight_decay = 1e-3
-    config.optim.warmup_epochs = 1.0
-    config.log_every_steps = 100
-    config.eval_every_steps = 0
+    config = datasets.imagenet("colorization", batch_size=256, num_epochs=30.0)
+    # data.mean / data.std are unused: colorization normalizes L itself.
     config.checkpoint_every_steps = 2000
-    config.eval.batch_size = 1024
-
-    if variant == "smoke":
-        config.data.image_size = 32
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.model.dtype = "float32"
-        config.colorization.update(
-            {"grid_size": 20.0, "output_size": 8, "head_width": 8, "prior_examples": 64}
-        )
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.batch_size = 16
-        config.eval.protocols = ("knn",)
-        config.eval.knn_k = 5
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    families.set_encoder(config, families.RESNET50)
+    families.colorization(config, output_size=56, head_width=256, prior_examples=20000)
+    config.optim.update(name="adamw", learning_rate=3e-5, lr_scaling="none", b2=0.99)
+    config.optim.update(weight_decay=1e-3, warmup_epochs=1.0)
+    smoke = datasets.smoke(
+        families.colorization_smoke(), image_size=32, protocols=("knn",), max_train_examples=None
+    )
+    return datasets.select(config, variant, smoke=smoke)

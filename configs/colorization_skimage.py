@@ -12,7 +12,8 @@ lr 1e-3; 20 epochs. The method works on any RGB tfds or image-folder dataset the
 
   ssl-jax pretrain --config configs/colorization_skimage.py --workdir runs/color_skimage
 
-Result: the CPU run of this config, with its command and machine, is in benchmarks/results/pretext.md.
+Expected result: see benchmarks/results/pretext.md (the CPU run of this config, with its command
+and machine).
 Variant `:smoke`: a grid of 20 (76 bins), 40 crops per photograph, three tiny steps, for tests.
 """
 
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "colorization"
+    config = datasets.base("colorization", batch_size=64, num_epochs=20.0)
     config.data.name = "skimage_samples"
     config.data.image_size = 32
     config.data.channels = 3
@@ -36,51 +39,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.sample_seed = 0
     config.data.mean = (0.5, 0.5, 0.5)  # unused: colorization normalizes L itself
     config.data.std = (0.25, 0.25, 0.25)
-
-    config.model.encoder = "small_cnn"
     config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 1)}
-    config.model.dtype = "float32"
-    config.colorization = ml_collections.ConfigDict(
-        {
-            "grid_size": 10.0,
-            "output_size": 16,
-            "head_width": 64,
-            "soft_neighbours": 5,
-            "soft_sigma": 5.0,
-            "rebalance": True,
-            "rebalance_mix": 0.5,
-            "rebalance_sigma": 5.0,
-            "prior_examples": 8000,
-            "flip": True,
-            "temperature": 0.38,
-        }
-    )
-
-    config.batch_size = 64
-    config.num_epochs = 20.0
-    config.optim.name = "adamw"
-    config.optim.learning_rate = 1e-3
-    config.optim.lr_scaling = "none"
-    config.optim.weight_decay = 1e-4
+    families.colorization(config, output_size=16, head_width=64, prior_examples=8000)
+    config.optim.update(name="adamw", learning_rate=1e-3, lr_scaling="none", weight_decay=1e-4)
     config.optim.warmup_epochs = 1.0
-    config.log_every_steps = 50
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
-
-    if variant == "smoke":
-        config.data.per_image = 40
-        config.data.test_per_image = 10
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.colorization.grid_size = 20.0
-        config.colorization.output_size = 8
-        config.colorization.head_width = 8
-        config.colorization.prior_examples = 64
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.protocols = ("knn",)
-        config.eval.knn_k = 5
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    smoke = {"data.per_image": 40, "data.test_per_image": 10, **families.colorization_smoke()}
+    smoke = datasets.smoke(smoke, max_train_examples=None)
+    return datasets.select(config, variant, smoke=smoke)

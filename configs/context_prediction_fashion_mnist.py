@@ -13,7 +13,8 @@ Data: the four IDX files, e.g. from Debian's `dataset-fashion-mnist` (/usr/share
   ssl-jax pretrain --config configs/context_prediction_fashion_mnist.py --workdir runs/ctx_fmnist \
       --config.data.data_dir=/usr/share/datasets/fashion-mnist
 
-Result: the CPU run of this config, with its command and machine, is in benchmarks/results/pretext.md.
+Expected result: see benchmarks/results/pretext.md (the CPU run of this config, with its command
+and machine).
 Variant `:smoke`: three tiny steps, for tests.
 """
 
@@ -21,18 +22,16 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "context_prediction"
-    config.data.name = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-
-    config.model.encoder = "small_cnn"
-    config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
-    config.model.dtype = "float32"
+    config = datasets.fashion_mnist(
+        "context_prediction", batch_size=256, num_epochs=10.0, eval_every_epochs=0
+    )
     config.context_prediction = ml_collections.ConfigDict(
         {
             "image_size": 0,  # 0: cut the grid from data.image_size images
@@ -44,28 +43,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "hidden_dim": 256,
         }
     )
-
-    config.batch_size = 256
-    config.num_epochs = 10.0
-    config.optim.name = "sgd"
-    config.optim.learning_rate = 0.1
-    config.optim.lr_scaling = "linear"
-    config.optim.weight_decay = 5e-4
-    config.optim.warmup_epochs = 0.5
-    config.log_every_steps = 50
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
+    config.optim.update(families.sgd(0.1, 5e-4, warmup_epochs=0.5))
     config.eval.max_train_examples = 10000
-
-    if variant == "smoke":
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.context_prediction.hidden_dim = 16
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    smoke = datasets.smoke({"context_prediction.hidden_dim": 16})
+    return datasets.select(config, variant, smoke=smoke)

@@ -26,23 +26,21 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import augment, default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "context_prediction"
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.image_size = 256
-    config.data.channels = 3
-    config.data.num_classes = 1000
-    config.data.mean = augment.IMAGENET_MEAN
-    config.data.std = augment.IMAGENET_STD
-
-    config.model.encoder = "resnet50"
-    config.model.encoder_kwargs = {"stem": "imagenet"}
-    config.model.dtype = "bfloat16"
+    config = datasets.imagenet(
+        "context_prediction",
+        batch_size=256,
+        num_epochs=100.0,
+        image_size=256,
+        checkpoint_every_steps=2000,
+    )
+    families.set_encoder(config, families.RESNET50)
     config.context_prediction = ml_collections.ConfigDict(
         {
             "image_size": 0,
@@ -54,34 +52,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "hidden_dim": 4096,
         }
     )
-
-    config.batch_size = 256
-    config.num_epochs = 100.0
-    config.optim.name = "sgd"
-    config.optim.learning_rate = 0.1
-    config.optim.lr_scaling = "linear"
-    config.optim.weight_decay = 1e-4
-    config.optim.warmup_epochs = 1.0
-    config.log_every_steps = 100
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 2000
-    config.eval.batch_size = 1024
-
-    if variant == "smoke":
-        config.data.image_size = 48
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.model.dtype = "float32"
-        config.context_prediction.update(
-            {"patch_size": 10, "gap": 5, "jitter": 2, "hidden_dim": 16}
-        )
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.batch_size = 16
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    config.optim.update(families.sgd(0.1, 1e-4, warmup_epochs=1.0))
+    smoke = {
+        "context_prediction.patch_size": 10,
+        "context_prediction.gap": 5,
+        "context_prediction.jitter": 2,
+        "context_prediction.hidden_dim": 16,
+    }
+    return datasets.select(config, variant, smoke=datasets.smoke(smoke, image_size=48))

@@ -8,7 +8,8 @@ other columns and images of the global batch. Features for kNN / linear: mean-po
   ssl-jax pretrain --config configs/cpc_fashion_mnist.py --workdir runs/cpc_fmnist \
       --config.data.data_dir=/usr/share/datasets/fashion-mnist
 
-Measured result: benchmarks/results/cpc.md (with the command and the machine that produced it).
+Expected result: see benchmarks/results/cpc.md (the `:cpu` variant, with the command and the
+machine that produced it).
 Variants: `:cpu` (a smaller patch CNN for half an epoch, the CPU budget of the recorded result),
 `:smoke` (a few steps of a tiny network on the embedded subset's shapes, for tests).
 """
@@ -17,15 +18,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "cpc"
-    config.data.name = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-
+    config = datasets.fashion_mnist("cpc", batch_size=128, num_epochs=10.0, eval_every_epochs=0)
     config.cpc = ml_collections.ConfigDict(
         {
             "mode": "image_patches",
@@ -43,43 +43,15 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         }
     )
     # No projector, no augmentation: CPC's only head is W_k.
-    config.model.dtype = "float32"
-
-    config.batch_size = 128
-    config.num_epochs = 10.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "learning_rate": 2e-3,
-            "lr_scaling": "none",
-            "weight_decay": 0.0,
-            "warmup_steps": 100,
-            "end_lr": 0.0,
-        }
-    )
-    config.log_every_steps = 50
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
+    config.optim = families.cpc_adamw(warmup_steps=100)
     config.eval.max_train_examples = 10_000
-
-    if variant == "cpu":  # the budget of benchmarks/results/cpc.md: a 4x cheaper patch CNN
-        config.cpc.widths = (16, 32, 32)
-        config.cpc.z_dim = 32
-        config.cpc.context_dim = 32
-        config.num_epochs = 0.5
-    elif variant == "smoke":
-        config.data.name = "embedded_fashion_mnist"
-        config.cpc.widths = (8, 8)
-        config.cpc.strides = (2, 1)
-        config.cpc.z_dim = 16
-        config.cpc.context_dim = 16
-        config.cpc.num_predictions = 2
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.linear_epochs = 2
-        config.eval.max_train_examples = 500
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: cpu, smoke.")
-    return config
+    # `:cpu`, the budget of benchmarks/results/cpc.md: a 4x cheaper patch CNN.
+    cpu = {"cpc.widths": (16, 32, 32), "cpc.z_dim": 32, "cpc.context_dim": 32, "num_epochs": 0.5}
+    smoke = {
+        "data.name": "embedded_fashion_mnist",
+        **families.cpc_smoke(widths=(8, 8), strides=(2, 1), dim=16),
+    }
+    smoke = datasets.smoke(
+        smoke, encoder=None, protocols=None, max_train_examples=500, linear_epochs=2
+    )
+    return datasets.select(config, variant, cpu=datasets.changes(cpu), smoke=smoke)

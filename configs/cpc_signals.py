@@ -7,7 +7,8 @@ Features for kNN / linear: mean-pooled contexts c_t (the paper's audio protocol)
 
   ssl-jax pretrain --config configs/cpc_signals.py --workdir runs/cpc_signals
 
-Measured result (against the same network at random initialization): benchmarks/results/cpc.md.
+Expected result: see benchmarks/results/cpc.md (against the same network at random
+initialization).
 Variants: `:smoke` (a few steps on short signals, for tests).
 """
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "cpc"
+    config = datasets.base("cpc", batch_size=128, num_epochs=5.0)
     config.data = ml_collections.ConfigDict(
         {
             "name": "synthetic_signals",
@@ -52,40 +55,16 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "patch_pad": 0,
         }
     )
-    config.model.dtype = "float32"
     config.augment = ml_collections.ConfigDict()  # CPC uses none
-
-    config.batch_size = 128
-    config.num_epochs = 5.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "learning_rate": 2e-3,
-            "lr_scaling": "none",
-            "weight_decay": 0.0,
-            "warmup_steps": 50,
-            "end_lr": 0.0,
-        }
+    config.optim = families.cpc_adamw(warmup_steps=50)
+    smoke = {
+        "data.num_train": 64,
+        "data.num_test": 32,
+        "data.signal_length": 128,
+        "cpc.kernels": (4, 4),
+        **families.cpc_smoke(widths=(8, 8), strides=(4, 2), dim=8),  # 16 steps
+    }
+    smoke = datasets.smoke(
+        smoke, encoder=None, protocols=None, max_train_examples=None, linear_epochs=2
     )
-    config.log_every_steps = 50
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
-
-    if variant == "smoke":
-        config.data.num_train = 64
-        config.data.num_test = 32
-        config.data.signal_length = 128
-        config.cpc.widths = (8, 8)
-        config.cpc.kernels = (4, 4)
-        config.cpc.strides = (4, 2)  # 16 steps
-        config.cpc.z_dim = 8
-        config.cpc.context_dim = 8
-        config.cpc.num_predictions = 2
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.linear_epochs = 2
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    return datasets.select(config, variant, smoke=smoke)

@@ -24,6 +24,8 @@ Data: tfds `imagenet2012` prepared under DATA_DIR (it needs the manual download;
   ssl-jax pretrain --config configs/dino_imagenet.py --workdir runs/dino_in1k \
       --config.data.data_dir=DATA_DIR
 
+Expected result: 76.0% linear and 73.3% k-NN top-1 (the repository's 300-epoch numbers above; our
+linear protocol reads the final class token only); not yet reproduced here.
 Variant `:ep100`: the repository's "vanilla" 100-epoch run (batch 512, teacher temperature 0.04 throughout,
 weight-normalized last layer), reported at 69.3% k-NN / 74.0% linear.
 Variant `:smoke`: the ImageNet pipeline (blur, solarization, 2 + 2 crops) on a tiny ViT, 48-px images.
@@ -33,111 +35,54 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import augment, default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "dino"
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.image_size = 224
-    config.data.channels = 3
-    config.data.num_classes = 1000
-    config.data.mean = augment.IMAGENET_MEAN
-    config.data.std = augment.IMAGENET_STD
-    del config.model["projector"]  # SimCLR's fields, unused here
-    del config["simclr"]
-
-    config.model.encoder = "vit_small"
-    config.model.encoder_kwargs = {"patch_size": 16, "drop_path_rate": 0.1}
-    config.model.dtype = "bfloat16"
-    config.model.head = ml_collections.ConfigDict(
-        {
-            "hidden_dim": 2048,
-            "bottleneck_dim": 256,
-            "output_dim": 65536,
-            "num_layers": 3,
-            "use_bn": False,
-            "norm_last_layer": False,
-        }
+    config = datasets.imagenet("dino", batch_size=1024, num_epochs=300.0)
+    vit_small = ("vit_small", {"patch_size": 16, "drop_path_rate": 0.1})
+    crops = {
+        "num_global": 2,
+        "num_local": 8,
+        "global_size": 224,
+        "local_size": 96,
+        "global_scale": (0.4, 1.0),
+        "local_scale": (0.05, 0.4),
+        "global_blur_prob": (1.0, 0.1),
+        "global_solarize_prob": (0.0, 0.2),
+        "local_blur_prob": 0.5,
+    }
+    families.dino(
+        config,
+        encoder=vit_small,
+        prototypes=65536,
+        norm_last_layer=False,
+        dino={"warmup_teacher_temp_epochs": 30.0, "teacher_momentum": 0.996},
+        crops=crops,
+        optim=families.dino_adamw(b1=0.9, b2=0.999, eps=1e-8),
     )
-    config.dino = ml_collections.ConfigDict(
-        {
-            "student_temp": 0.1,
-            "teacher_temp": 0.07,
-            "warmup_teacher_temp": 0.04,
-            "warmup_teacher_temp_epochs": 30.0,
-            "teacher_momentum": 0.996,
-            "center_momentum": 0.9,
-            "freeze_last_layer_epochs": 1.0,
-        }
-    )
-    config.augment = ml_collections.ConfigDict(
-        {
-            "num_global": 2,
-            "num_local": 8,
-            "global_size": 224,
-            "local_size": 96,
-            "global_scale": (0.4, 1.0),
-            "local_scale": (0.05, 0.4),
-            "global_blur_prob": (1.0, 0.1),
-            "global_solarize_prob": (0.0, 0.2),
-            "local_blur_prob": 0.5,
-        }
-    )
-
-    config.batch_size = 1024
-    config.num_epochs = 300.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "learning_rate": 0.0005,
-            "lr_scaling": "linear",
-            "weight_decay": 0.04,
-            "b1": 0.9,
-            "b2": 0.999,
-            "eps": 1e-8,
-            "warmup_epochs": 10.0,
-            "end_lr": 1e-6,
-            "grad_clip_norm": 3.0,
-        }
-    )
-    config.log_every_steps = 100
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
-    config.eval.batch_size = 1024
-
-    if variant == "ep100":
-        config.num_epochs = 100.0
-        config.batch_size = 512  # 8 GPUs x 64
-        config.dino.teacher_temp = 0.04
-        config.dino.warmup_teacher_temp_epochs = 0.0
-        config.model.head.norm_last_layer = True
-    elif variant == "smoke":
-        config.data.image_size = 48
-        config.augment.global_size = 48
-        config.augment.local_size = 16
-        config.augment.num_local = 2
-        config.model.encoder = "vit_tiny"
-        config.model.encoder_kwargs = {
-            "patch_size": 8,
-            "hidden_dim": 32,
-            "depth": 1,
-            "num_heads": 2,
-            "drop_path_rate": 0.1,
-        }
-        config.model.dtype = "float32"
-        config.model.head.hidden_dim = 64
-        config.model.head.bottleneck_dim = 32
-        config.model.head.output_dim = 64
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.batch_size = 16
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: ep100, smoke.")
-    return config
+    ep100 = {
+        "num_epochs": 100.0,
+        "batch_size": 512,  # 8 GPUs x 64
+        "dino.teacher_temp": 0.04,
+        "dino.warmup_teacher_temp_epochs": 0.0,
+        "model.head.norm_last_layer": True,
+    }
+    tiny_vit = {
+        "patch_size": 8,
+        "hidden_dim": 32,
+        "depth": 1,
+        "num_heads": 2,
+        "drop_path_rate": 0.1,
+    }
+    smoke = {
+        "augment.local_size": 16,
+        "augment.num_local": 2,
+        "model.encoder_kwargs": tiny_vit,
+        **families.head_sizes(64, 32, 64),
+    }
+    smoke = datasets.smoke(smoke, encoder="vit_tiny", image_size=48)
+    return datasets.select(config, variant, ep100=datasets.changes(ep100), smoke=smoke)

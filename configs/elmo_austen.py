@@ -12,8 +12,9 @@ a passage is its file), e.g. ../shared/data/austen beside this checkout; contigu
 
 Reports validation perplexity ("perplexity": exp of the mean of the forward and backward NLL, with each
 direction's beside it), kNN / linear probe, and novel classification fine-tuned from the pre-trained
-model ("finetune") and from random initialisation ("finetune_scratch"). Measured results (the `:cpu`
-variant): benchmarks/results/austen.md, made by benchmarks/text_downstream.py.
+model ("finetune") and from random initialisation ("finetune_scratch").
+Expected result: see benchmarks/results/austen.md (the `:cpu` variant), made by
+benchmarks/text_downstream.py.
 
 Variants: `:cpu` (the measured CPU run: 256 LSTM cells, 300 steps, 300 fine-tuning steps), `:smoke`
 (a tiny model, 3 steps, for tests), `:base` (ELMo's published size: 2 layers of 4096 LSTM cells
@@ -25,52 +26,38 @@ from __future__ import annotations
 
 import ml_collections
 
+from ssl_jax import config_util
 from ssl_jax.methods import text_common
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = text_common.base_config("elmo")
     config.data.data_dir = "data/austen"  # set --config.data.data_dir to where the .txt files are
-    config.model = ml_collections.ConfigDict(
-        dict(
-            embed_dim=128,
-            lstm_dim=512,
-            num_layers=2,
-            dropout_rate=0.1,
-            tie_embeddings=True,
-            dtype="float32",
-        )
-    )
+    config.model = families.bilm(embed_dim=128, lstm_dim=512, dropout_rate=0.1)
     config.eval.protocols = ("perplexity", "knn", "linear", "finetune", "finetune_scratch")
-    if variant == "cpu":
-        # The LSTM scan is slow on a CPU (4.7 s a step at 512 cells, 2-core machine shared with two
-        # other jobs): half the cells, and a shorter fine-tuning.
-        config.model.lstm_dim = 256
-        config.num_steps = 300
-        config.optim.warmup_steps = 30
-        config.checkpoint_every_steps = 300
-        config.finetune.num_steps = 300
-        config.finetune.warmup_steps = 30
-    elif variant == "smoke":
-        text_common.smoke_variant(config)
-        config.model = ml_collections.ConfigDict(
-            dict(
-                embed_dim=16,
-                lstm_dim=32,
-                num_layers=2,
-                dropout_rate=0.0,
-                tie_embeddings=True,
-                dtype="float32",
-            )
-        )
-        config.eval.protocols = ("perplexity", *config.eval.protocols)
-    elif variant == "base":
-        config.model.update(dict(embed_dim=512, lstm_dim=4096, dtype="bfloat16"))
-        config.data.vocab_size = 32768
-        config.batch_size = 128
-        config.num_steps = 400_000
-        config.finetune.learning_rate = 1e-4
-        config.finetune.num_steps = 3000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: cpu, smoke, base.")
-    return config
+    # `:cpu`: the LSTM scan is slow on a CPU (4.7 s a step at 512 cells, 2-core machine shared with
+    # two other jobs): half the cells, and a shorter fine-tuning.
+    cpu = {
+        "model.lstm_dim": 256,
+        "num_steps": 300,
+        "optim.warmup_steps": 30,
+        "checkpoint_every_steps": 300,
+        "finetune.num_steps": 300,
+        "finetune.warmup_steps": 30,
+    }
+    tiny = {"model": families.bilm(embed_dim=16, lstm_dim=32, dropout_rate=0.0)}
+    elmo = {
+        **{"model.embed_dim": 512, "model.lstm_dim": 4096, "model.dtype": "bfloat16"},
+        **{"data.vocab_size": 32768, "batch_size": 128, "num_steps": 400_000},
+        **{"finetune.learning_rate": 1e-4, "finetune.num_steps": 3000},
+    }
+    return datasets.select(
+        config,
+        variant,
+        cpu=datasets.changes(cpu),
+        smoke=families.text_smoke("perplexity", tiny),
+        base=datasets.changes(elmo),
+    )

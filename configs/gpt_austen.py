@@ -9,7 +9,8 @@ ssl_jax.data.text); the BPE tokenizer (2048 ids) is trained on the train split a
 
 Reports validation perplexity ("perplexity"), kNN / linear probe on mean-pooled features, and novel
 classification fine-tuned from the pre-trained model ("finetune") and from random initialisation
-("finetune_scratch"). Measured results: benchmarks/results/austen.md (benchmarks/text_downstream.py).
+("finetune_scratch").
+Expected result: see benchmarks/results/austen.md (made by benchmarks/text_downstream.py).
 
 Variants: `:smoke` (a tiny model, 3 steps, for tests), `:base` (GPT-2 small: 12 layers x 768, 12 heads,
 seq 1024, 50257-id BPE, bfloat16; accelerator-sized).
@@ -19,28 +20,26 @@ from __future__ import annotations
 
 import ml_collections
 
+from ssl_jax import config_util
 from ssl_jax.methods import text_common
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = text_common.base_config("gpt")
     config.data.data_dir = "data/austen"  # set --config.data.data_dir to where the .txt files are
     config.eval.protocols = ("perplexity", "knn", "linear", "finetune", "finetune_scratch")
-    if variant == "smoke":
-        text_common.smoke_variant(config)
-        config.eval.protocols = ("perplexity", *config.eval.protocols)
-    elif variant == "base":
-        text_common.base_sizes(config, seq_len=1024)
-        config.data.vocab_size = 50257
-        config.batch_size = 512
-        config.num_steps = 100_000
-        config.optim.learning_rate = 6e-4
-        config.optim.b2 = 0.95
-        config.optim.weight_decay = 0.1
-        config.optim.warmup_steps = 2000
-        config.finetune.batch_size = 32
-        config.finetune.learning_rate = 6.25e-5  # GPT's fine-tuning rate
-        config.finetune.num_steps = 3000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke, base.")
-    return config
+    gpt2_small = {
+        "data.vocab_size": 50257,
+        "batch_size": 512,
+        "num_steps": 100_000,
+        "optim.learning_rate": 6e-4,
+        "optim.b2": 0.95,
+        "optim.weight_decay": 0.1,
+        "optim.warmup_steps": 2000,
+        "finetune.learning_rate": 6.25e-5,  # GPT's fine-tuning rate
+    }
+    base = families.text_base(gpt2_small, seq_len=1024)
+    return datasets.select(config, variant, smoke=families.text_smoke("perplexity"), base=base)

@@ -13,7 +13,8 @@ Data: the four IDX files, e.g. from Debian's `dataset-fashion-mnist` (/usr/share
   ssl-jax pretrain --config configs/inpainting_fashion_mnist.py --workdir runs/inpaint_fmnist \
       --config.data.data_dir=/usr/share/datasets/fashion-mnist
 
-Result: the CPU run of this config, with its command and machine, is in benchmarks/results/pretext.md.
+Expected result: see benchmarks/results/pretext.md (the CPU run of this config, with its command
+and machine).
 Variants: `:random_blocks` (3 random 8x8 blocks per image instead of the centre), `:smoke` (three tiny
 steps, for tests).
 """
@@ -22,18 +23,16 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "inpainting"
-    config.data.name = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-
-    config.model.encoder = "small_cnn"
-    config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
-    config.model.dtype = "float32"
+    config = datasets.fashion_mnist(
+        "inpainting", batch_size=256, num_epochs=10.0, eval_every_epochs=0
+    )
     config.inpainting = ml_collections.ConfigDict(
         {
             "mask": "center",  # "center" | "random_blocks"
@@ -48,30 +47,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "adversarial_weight": 0.0,  # the paper's adversarial term: not implemented, must stay 0
         }
     )
-
-    config.batch_size = 256
-    config.num_epochs = 10.0
-    config.optim.name = "adamw"
-    config.optim.learning_rate = 1e-3
-    config.optim.lr_scaling = "none"
-    config.optim.weight_decay = 0.0
+    config.optim.update(name="adamw", learning_rate=1e-3, lr_scaling="none", weight_decay=0.0)
     config.optim.warmup_epochs = 0.5
-    config.log_every_steps = 50
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
     config.eval.max_train_examples = 10000
-
-    if variant == "random_blocks":
-        config.inpainting.mask = "random_blocks"
-    elif variant == "smoke":
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.inpainting.decoder_widths = (8,)
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: random_blocks, smoke.")
-    return config
+    return datasets.select(
+        config,
+        variant,
+        random_blocks=datasets.changes({"inpainting.mask": "random_blocks"}),
+        smoke=datasets.smoke({"inpainting.decoder_widths": (8,)}),
+    )

@@ -23,23 +23,21 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import augment, default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "inpainting"
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.image_size = 128
-    config.data.channels = 3
-    config.data.num_classes = 1000
-    config.data.mean = augment.IMAGENET_MEAN
-    config.data.std = augment.IMAGENET_STD
-
-    config.model.encoder = "resnet18"
-    config.model.encoder_kwargs = {"stem": "imagenet"}
-    config.model.dtype = "bfloat16"
+    config = datasets.imagenet(
+        "inpainting",
+        batch_size=256,
+        num_epochs=100.0,
+        image_size=128,
+        checkpoint_every_steps=2000,
+    )
+    families.set_encoder(config, ("resnet18", {"stem": "imagenet"}))
     config.inpainting = ml_collections.ConfigDict(
         {
             "mask": "center",
@@ -52,34 +50,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "adversarial_weight": 0.0,
         }
     )
-
-    config.batch_size = 256
-    config.num_epochs = 100.0
-    config.optim.name = "adamw"
-    config.optim.learning_rate = 2e-4
-    config.optim.lr_scaling = "none"
-    config.optim.b1 = 0.5
-    config.optim.weight_decay = 0.0
-    config.optim.warmup_epochs = 1.0
-    config.log_every_steps = 100
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 2000
-    config.eval.batch_size = 1024
-
-    if variant == "smoke":
-        config.data.image_size = 32
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.model.dtype = "float32"
-        config.inpainting.decoder_widths = (8,)
-        config.inpainting.block_size = 8
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.batch_size = 16
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    config.optim.update(name="adamw", learning_rate=2e-4, lr_scaling="none", b1=0.5)
+    config.optim.update(weight_decay=0.0, warmup_epochs=1.0)
+    smoke = {"inpainting.decoder_widths": (8,), "inpainting.block_size": 8}
+    return datasets.select(config, variant, smoke=datasets.smoke(smoke, image_size=32))

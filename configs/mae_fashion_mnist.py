@@ -21,86 +21,32 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "mae"
-    config.data.name = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-    del config.model["projector"]  # SimCLR's fields, unused here
-    del config["simclr"]
-
-    config.model.encoder = "vit_tiny"
-    config.model.encoder_kwargs = {
-        "patch_size": 4,
-        "hidden_dim": 192,
-        "depth": 6,
-        "num_heads": 3,
-        "position_embedding": "sincos",
+    config = datasets.fashion_mnist("mae", batch_size=256)
+    vit = {"patch_size": 4, "hidden_dim": 192, "depth": 6, "num_heads": 3}
+    encoder = ("vit_tiny", {**vit, "position_embedding": "sincos"})
+    families.mae(config, encoder=encoder, decoder=(128, 2, 4), warmup_epochs=10.0)
+    cpu = {
+        "model.encoder_kwargs": {"patch_size": 4, "position_embedding": "sincos"},
+        "model.dtype": "float32",
+        **families.decoder_sizes(64, 1, 2),
+        "optim.learning_rate": 1e-3,  # a short run: a higher rate than the long recipe's
+        "optim.warmup_epochs": 0.2,
+        "num_epochs": 2.0,
+        "log_every_steps": 20,
+        "eval_every_steps": 0,
+        "checkpoint_every_steps": 468,
     }
-    config.model.dtype = "bfloat16"
-    config.model.decoder = ml_collections.ConfigDict(
-        {"hidden_dim": 128, "depth": 2, "num_heads": 4, "mlp_ratio": 4.0}
-    )
-    config.mae = ml_collections.ConfigDict({"mask_ratio": 0.75, "norm_pix_loss": True})
-    config.augment = ml_collections.ConfigDict(
-        {
-            "preset": None,
-            "crop_size": 28,
-            "crop_scale": (0.2, 1.0),
-            "flip_prob": 0.5,
-            "jitter_prob": 0.0,
-        }
-    )
-
-    config.batch_size = 256
-    config.num_epochs = 100.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "learning_rate": 1.5e-4,
-            "lr_scaling": "linear",
-            "weight_decay": 0.05,
-            "b1": 0.9,
-            "b2": 0.95,
-            "warmup_epochs": 10.0,
-            "end_lr": 0.0,
-        }
-    )
-    config.log_every_steps = 50
-    config.eval_every_steps = 2340  # every 10 epochs
-    config.checkpoint_every_steps = 2340
-
-    if variant == "cpu":
-        config.model.encoder_kwargs = {"patch_size": 4, "position_embedding": "sincos"}
-        config.model.dtype = "float32"
-        config.model.decoder.update({"hidden_dim": 64, "depth": 1, "num_heads": 2})
-        config.optim.learning_rate = 1e-3  # a short run: a higher rate than the long recipe's
-        config.optim.warmup_epochs = 0.2
-        config.num_epochs = 2.0
-        config.log_every_steps = 20
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 468
-    elif variant == "smoke":
-        config.model.encoder_kwargs = {
-            "patch_size": 7,
-            "hidden_dim": 32,
-            "depth": 1,
-            "num_heads": 2,
-            "position_embedding": "sincos",
-        }
-        config.model.dtype = "float32"
-        config.model.decoder.update({"hidden_dim": 32, "depth": 1, "num_heads": 2})
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 2
-        config.eval.protocols = ("knn",)
-        config.eval.linear_epochs = 2
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: cpu, smoke.")
-    return config
+    tiny_vit = {"patch_size": 7, "hidden_dim": 32, "depth": 1, "num_heads": 2}
+    smoke = {
+        "model.encoder_kwargs": {**tiny_vit, "position_embedding": "sincos"},
+        **families.decoder_sizes(32, 1, 2),
+    }
+    smoke = datasets.smoke(smoke, encoder=None, linear_epochs=2)
+    return datasets.select(config, variant, cpu=datasets.changes(cpu), smoke=smoke)

@@ -16,6 +16,8 @@ Data: tfds `imagenet2012` prepared under DATA_DIR (it needs the manual download;
   ssl-jax pretrain --config configs/mae_imagenet.py --workdir runs/mae_in1k \
       --config.data.data_dir=DATA_DIR
 
+Expected result: 68.0% linear-probe top-1 (the repository's number above; 83.6% fine-tuned needs
+its fine-tuning recipe); not yet reproduced here.
 Variant `:ep800`: the paper's 800-epoch ablation schedule (Table 1 / Fig. 7).
 Variant `:smoke`: the same pipeline on a tiny ViT and 48-px images, three steps.
 """
@@ -24,83 +26,21 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import augment, default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "mae"
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.image_size = 224
-    config.data.channels = 3
-    config.data.num_classes = 1000
-    config.data.mean = augment.IMAGENET_MEAN
-    config.data.std = augment.IMAGENET_STD
-    del config.model["projector"]  # SimCLR's fields, unused here
-    del config["simclr"]
-
-    config.model.encoder = "vit_base"
-    config.model.encoder_kwargs = {"patch_size": 16, "position_embedding": "sincos"}
-    config.model.dtype = "bfloat16"
-    config.model.decoder = ml_collections.ConfigDict(
-        {"hidden_dim": 512, "depth": 8, "num_heads": 16, "mlp_ratio": 4.0}
-    )
-    config.mae = ml_collections.ConfigDict({"mask_ratio": 0.75, "norm_pix_loss": True})
-    # One view: random resized crop (scale 0.2-1) and flip, nothing photometric (ViewSpec fields).
-    config.augment = ml_collections.ConfigDict(
-        {
-            "preset": None,
-            "crop_size": 224,
-            "crop_scale": (0.2, 1.0),
-            "flip_prob": 0.5,
-            "jitter_prob": 0.0,
-        }
-    )
-
-    config.batch_size = 4096
-    config.num_epochs = 1600.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "learning_rate": 1.5e-4,
-            "lr_scaling": "linear",
-            "weight_decay": 0.05,
-            "b1": 0.9,
-            "b2": 0.95,
-            "eps": 1e-8,
-            "warmup_epochs": 40.0,
-            "end_lr": 0.0,
-        }
-    )
-    config.log_every_steps = 100
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 1000
-    config.eval.batch_size = 1024
+    config = datasets.imagenet("mae", batch_size=4096, num_epochs=1600.0)
+    encoder = ("vit_base", {"patch_size": 16, "position_embedding": "sincos"})
+    families.mae(config, encoder=encoder, decoder=(512, 8, 16), warmup_epochs=40.0, eps=1e-8)
     config.eval.protocols = ("linear",)
-
-    if variant == "ep800":
-        config.num_epochs = 800.0
-    elif variant == "smoke":
-        config.data.image_size = 48
-        config.augment.crop_size = 48
-        config.model.encoder = "vit_tiny"
-        config.model.encoder_kwargs = {
-            "patch_size": 8,
-            "hidden_dim": 32,
-            "depth": 1,
-            "num_heads": 2,
-            "position_embedding": "sincos",
-        }
-        config.model.dtype = "float32"
-        config.model.decoder.update({"hidden_dim": 32, "depth": 1, "num_heads": 2})
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.batch_size = 16
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: ep800, smoke.")
-    return config
+    tiny_vit = {"patch_size": 8, "hidden_dim": 32, "depth": 1, "num_heads": 2}
+    smoke = {
+        "model.encoder_kwargs": {**tiny_vit, "position_embedding": "sincos"},
+        **families.decoder_sizes(32, 1, 2),
+    }
+    smoke = datasets.smoke(smoke, encoder="vit_tiny", image_size=48)
+    return datasets.select(config, variant, ep800=datasets.changes(num_epochs=800.0), smoke=smoke)

@@ -13,95 +13,38 @@ Data: the four IDX files, e.g. from Debian's `dataset-fashion-mnist` (/usr/share
   ssl-jax pretrain --config configs/moco_v2_fashion_mnist.py --workdir runs/moco_v2_fmnist \
       --config.data.data_dir=/usr/share/datasets/fashion-mnist
 
-Expected result: not recorded yet (no accelerator run of this config so far); a healthy run shows the
-loss falling from about log(4097) ~ 8.3, `positive_cosine` rising towards 1 and `embedding_std` staying
-near 1/sqrt(128) ~ 0.09. Results will go to benchmarks/results/ with the command and the machine.
-Variants: `:smoke` (3 steps of a tiny encoder, for tests: expect a finite loss near 4.2 = log(65) and a
-kNN top-1 printed, well above chance 0.1), `:small_cnn` (the CPU-sized encoder).
+Expected result: see benchmarks/results/fashion_mnist.md and benchmarks/results/lecture_table.md
+(the `:small_cnn` variant on a 2-core CPU, with the command and the machine); no run of the
+ResNet-18 recipe is recorded yet. A healthy run shows the loss falling from about log(4097) ~ 8.3,
+`positive_cosine` rising towards 1 and `embedding_std` staying near 1/sqrt(128) ~ 0.09.
+Variants: `:smoke` (3 steps of a tiny encoder, for tests: expect a finite loss near 4.2 = log(65)
+and a kNN top-1 printed, well above chance 0.1), `:small_cnn` (the CPU-sized encoder).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "moco_v2"
-    del config["simclr"]
-    config.data.name = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-
-    config.model.encoder = "resnet18"
-    config.model.encoder_kwargs = {"stem": "cifar"}
-    config.model.dtype = "bfloat16"
-    # Query-encoder BN per device, as MoCo; the key encoder's BN is set by moco.key_bn.
-    config.model.sync_batch_norm = False
-    config.model.projector = ml_collections.ConfigDict(
-        {"hidden_dim": 2048, "output_dim": 128, "num_layers": 2, "use_bn": False}
+    config = datasets.fashion_mnist("moco_v2")
+    # The MoCo CIFAR-10 demo's sizes: a 4096-key queue, constant momentum 0.99, shuffle-BN.
+    moco = dict(
+        momentum=0.99, final_momentum=None, queue_size=4096, key_bn="shuffle", symmetric=False
     )
-    config.moco = ml_collections.ConfigDict(
-        {
-            "temperature": 0.2,
-            "momentum": 0.99,
-            "final_momentum": None,  # constant momentum
-            "queue_size": 4096,
-            "key_bn": "shuffle",
-            "symmetric": False,
-        }
+    families.moco_v2(
+        config,
+        output_dim=128,
+        moco=moco,
+        augment={"crop_scale": (0.2, 1.0), "blur_prob": 0.0},
+        optim=families.sgd(0.03, 5e-4, warmup_epochs=0.0),
     )
-    config.augment = {
-        "preset": "simclr",
-        "image_size": 28,
-        "channels": 1,
-        "crop_scale": (0.2, 1.0),
-        "brightness": 0.4,
-        "contrast": 0.4,
-        "saturation": 0.4,
-        "hue": 0.1,
-        "blur_prob": 0.0,
-    }
-
-    config.batch_size = 512
-    config.num_epochs = 100.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "sgd",
-            "learning_rate": 0.03,
-            "lr_scaling": "linear",
-            "weight_decay": 5e-4,
-            "momentum": 0.9,
-            "warmup_epochs": 0.0,
-            "end_lr": 0.0,
-        }
+    smoke = datasets.smoke({"moco.queue_size": 64}, linear_epochs=2, projector=(32, 16))
+    return datasets.select(
+        config, variant, small_cnn=datasets.small_cnn(projector=(256, 64)), smoke=smoke
     )
-    config.log_every_steps = 50
-    config.eval_every_steps = 1170  # every 10 epochs
-    config.checkpoint_every_steps = 1170
-
-    if variant == "small_cnn":
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
-        config.model.dtype = "float32"
-        config.model.projector.hidden_dim = 256
-        config.model.projector.output_dim = 64
-    elif variant == "smoke":
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.model.dtype = "float32"
-        config.model.projector.hidden_dim = 32
-        config.model.projector.output_dim = 16
-        config.moco.queue_size = 64
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 2
-        config.eval.protocols = ("knn",)
-        config.eval.max_train_examples = 2000
-        config.eval.linear_epochs = 2
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: small_cnn, smoke.")
-    return config

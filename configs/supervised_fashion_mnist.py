@@ -12,73 +12,42 @@ backbone (or probing its features):
       --config.data.classes='(5,6,7,8,9)'
 
 `--config.supervised.transfer_layer=k` transfers only the first k conv stages (R-CNN's choice of pool5,
-fc6 or fc7); 0 transfers the whole backbone. Measured result, command and machine: the "supervised"
-row of benchmarks/results/lecture_table.md. Variants: `:smoke` (the embedded subset, a tiny encoder,
-three steps), `:all_classes` (all ten classes upstream).
+fc6 or fc7); 0 transfers the whole backbone.
+Expected result: see the "supervised" row of benchmarks/results/lecture_table.md (with the command
+and machine).
+Variants: `:smoke` (the embedded subset, a tiny encoder, three steps), `:all_classes` (all ten
+classes upstream).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "supervised"
+    config = datasets.fashion_mnist(
+        "supervised", batch_size=256, num_epochs=10.0, eval_every_epochs=0
+    )
     del config.model["projector"]  # SimCLR's fields, unused here
     del config["simclr"]
-    config.data.name = "class_subset"
-    config.data.base = "fashion_mnist"
-    config.data.data_dir = "/usr/share/datasets/fashion-mnist"
-    config.data.classes = (0, 1, 2, 3, 4)
-    config.data.num_classes = 5
-
-    config.model.encoder = "small_cnn"
-    config.model.encoder_kwargs = {"widths": (32, 64, 128), "strides": (2, 2, 2)}
-    config.supervised = ml_collections.ConfigDict({"transfer_layer": 0, "label_smoothing": 0.0})
-    config.augment = ml_collections.ConfigDict(
-        {
-            "preset": None,
-            "crop_size": 28,
-            "crop_scale": (0.5, 1.0),
-            "flip_prob": 0.5,
-            "jitter_prob": 0.0,
-        }
+    config.data.update(
+        name="class_subset", base="fashion_mnist", data_dir=datasets.FASHION_MNIST_DIR
     )
-
-    config.batch_size = 256
-    config.num_epochs = 10.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "sgd",
-            "learning_rate": 0.1,
-            "lr_scaling": "linear",  # 0.1 x batch / 256
-            "momentum": 0.9,
-            "nesterov": True,
-            "weight_decay": 5e-4,
-            "warmup_epochs": 1.0,
-            "end_lr": 0.0,
-        }
-    )
-    config.log_every_steps = 50
-    config.eval_every_steps = 0
+    config.data.update(classes=(0, 1, 2, 3, 4), num_classes=5)
     config.checkpoint_every_steps = 500
-
-    if variant == "all_classes":
-        config.data.name = "fashion_mnist"
-        config.data.classes = ()
-        config.data.num_classes = 10
-    elif variant == "smoke":
-        config.data.base = "embedded_fashion_mnist"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.linear_epochs = 2
-        config.eval.max_train_examples = 1000
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: all_classes, smoke.")
-    return config
+    families.supervised(
+        config, label_smoothing=0.0, crop_scale=(0.5, 1.0), weight_decay=5e-4, warmup=1.0
+    )
+    all_classes = {"data.name": "fashion_mnist", "data.classes": (), "data.num_classes": 10}
+    smoke = datasets.smoke(
+        {"data.base": "embedded_fashion_mnist"},
+        protocols=None,
+        max_train_examples=1000,
+        linear_epochs=2,
+    )
+    return datasets.select(config, variant, all_classes=datasets.changes(all_classes), smoke=smoke)

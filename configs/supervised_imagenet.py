@@ -11,9 +11,10 @@ after placing the ILSVRC 2012 tars in the manual directory).
       --config.data.data_dir=~/tensorflow_datasets
 
 Then transfer: fine-tune or probe the exported backbone on another labelled task (`ssl-jax evaluate
---workdir runs/supervised_imagenet --protocol linear --config.data.tfds_name=...`). No run of this
-config is recorded (it needs an accelerator and ImageNet); torchvision reports 76.1% top-1 for this
-recipe with step decay. `--config.supervised.transfer_layer=3` transfers conv1 .. layer3 (1024 channels).
+--workdir runs/supervised_imagenet --protocol linear --config.data.tfds_name=...`).
+Expected result: no run of this config is recorded (it needs an accelerator and ImageNet);
+torchvision reports 76.1% top-1 for this recipe with step decay.
+`--config.supervised.transfer_layer=3` transfers conv1 .. layer3 (1024 channels).
 Variants: `:smoke` (the ImageNet pipeline on the small CNN at 64 px, three steps).
 """
 
@@ -21,68 +22,24 @@ from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
-from ssl_jax.augment import IMAGENET_MEAN, IMAGENET_STD
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "supervised"
+    config = datasets.imagenet("supervised", batch_size=1024, num_epochs=90.0)
     del config.model["projector"]
     del config["simclr"]
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.test_split = "validation"
-    config.data.image_size = 224
-    config.data.channels = 3
-    config.data.num_classes = 1000
-    config.data.mean = IMAGENET_MEAN
-    config.data.std = IMAGENET_STD
-
-    config.model.encoder = "resnet50"
-    config.model.encoder_kwargs = {"stem": "imagenet"}
-    config.model.dtype = "bfloat16"
-    config.supervised = ml_collections.ConfigDict({"transfer_layer": 0, "label_smoothing": 0.1})
-    config.augment = ml_collections.ConfigDict(
-        {
-            "preset": None,
-            "crop_size": 224,
-            "crop_scale": (0.08, 1.0),
-            "flip_prob": 0.5,
-            "jitter_prob": 0.0,
-        }
+    config.data.update(train_split="train", test_split="validation")
+    families.set_encoder(config, families.RESNET50)
+    config.update(checkpoint_every_steps=2500)
+    config.eval.update(batch_size=512, protocols=("linear",))
+    families.supervised(
+        config, label_smoothing=0.1, crop_scale=(0.08, 1.0), weight_decay=1e-4, warmup=5.0
     )
-
-    config.batch_size = 1024
-    config.num_epochs = 90.0
-    config.optim = ml_collections.ConfigDict(
-        {
-            "name": "sgd",
-            "learning_rate": 0.1,
-            "lr_scaling": "linear",
-            "momentum": 0.9,
-            "nesterov": True,
-            "weight_decay": 1e-4,
-            "warmup_epochs": 5.0,
-            "end_lr": 0.0,
-        }
+    smoke = datasets.smoke(
+        {"data.image_size": 64, "augment.crop_size": 64}, protocols=None, max_train_examples=None
     )
-    config.log_every_steps = 100
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 2500
-    config.eval.protocols = ("linear",)
-
-    if variant == "smoke":
-        config.data.image_size = 64
-        config.augment.crop_size = 64
-        config.model.encoder = "small_cnn"
-        config.model.encoder_kwargs = {"widths": (8, 16), "strides": (2, 2)}
-        config.model.dtype = "float32"
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    return datasets.select(config, variant, smoke=smoke)

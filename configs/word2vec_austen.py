@@ -10,20 +10,25 @@ at Austen's ~660k words, 1e-5 would keep only 17% of the tokens, 1e-4 keeps 41%)
       --config.data.data_dir=PATH/TO/austen
 
 Evaluation: nearest neighbours of a fixed query list and a frequency-controlled word-similarity check
-(ssl_jax.methods.word2vec). Measured result: benchmarks/results/word2vec_austen.md.
-Variants: `:smoke` (a few steps with tiny vectors, for tests; point data_dir at any small text folder).
+(ssl_jax.methods.word2vec).
+Expected result: see benchmarks/results/word2vec_austen.md.
+Variants: `:smoke` (a few steps with tiny vectors, for tests; point data_dir at any small text
+folder).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from ssl_jax import default_config
+from ssl_jax import config_util
+
+datasets = config_util.import_sibling(__file__, "_datasets")
+families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default_config.get_config()
-    config.method = "word2vec"
+    config = datasets.base("word2vec", batch_size=1024, num_epochs=2.0, log_every_steps=100)
+    # batch_size counts center words (~1 kept pair each: subsampling, dynamic window).
     config.data = ml_collections.ConfigDict(
         {
             "name": "skipgram_text",
@@ -37,11 +42,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.word2vec = ml_collections.ConfigDict(
         {"embedding_dim": 100, "num_negatives": 5, "subsample": 1e-4, "noise_power": 0.75}
     )
-    config.model.dtype = "float32"
     config.augment = ml_collections.ConfigDict()
-
-    config.batch_size = 1024  # center words (~1 kept pair each: subsampling, dynamic window)
-    config.num_epochs = 2.0
     config.optim = ml_collections.ConfigDict(
         {
             "name": "adamw",
@@ -52,24 +53,17 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "end_lr": 0.0,
         }
     )
-    config.log_every_steps = 100
-    config.eval_every_steps = 0  # the kNN curve needs labelled examples
-    config.checkpoint_every_steps = 1000
+    # eval_every_steps stays 0: the kNN curve needs labelled examples.
     config.eval.protocols = ("nearest_neighbours", "word_similarity")
     config.eval.neighbours_k = 8
     config.eval.similarity_controls = 50
-
-    if variant == "smoke":
-        config.data.min_count = 2
-        config.data.window = 2
-        config.word2vec.embedding_dim = 8
-        config.word2vec.num_negatives = 2
-        config.word2vec.subsample = 1e-2
-        config.batch_size = 16
-        config.num_steps = 3
-        config.log_every_steps = 1
-        config.checkpoint_every_steps = 2
-        config.eval.similarity_controls = 3
-    elif variant:
-        raise ValueError(f"Unknown variant {variant!r}; valid: smoke.")
-    return config
+    smoke = {
+        "data.min_count": 2,
+        "data.window": 2,
+        "word2vec.embedding_dim": 8,
+        "word2vec.num_negatives": 2,
+        "word2vec.subsample": 1e-2,
+        "eval.similarity_controls": 3,
+    }
+    smoke = datasets.smoke(smoke, encoder=None, dtype=None, protocols=None, max_train_examples=None)
+    return datasets.select(config, variant, smoke=smoke)

@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import json
 import os
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,12 +37,24 @@ def load_config(spec: str | None) -> ml_collections.ConfigDict:
         raise FileNotFoundError(
             f"Config file {path!r} does not exist (expected FILE.py[:variant])."
         )
-    module_spec = importlib.util.spec_from_file_location(f"ssl_jax_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = _run_file(path)
     if not hasattr(module, "get_config"):
         raise AttributeError(f"Config file {path!r} defines no get_config().")
     return module.get_config(variant) if variant else module.get_config()
+
+
+def import_sibling(anchor: str, name: str) -> types.ModuleType:
+    """The module `name`.py beside the file `anchor`, run afresh as load_config runs a config file:
+    how configs/ files import their shared bases (`import_sibling(__file__, "_datasets")`) without
+    configs/ being a package or on sys.path."""
+    return _run_file(os.path.join(os.path.dirname(os.path.abspath(anchor)), f"{name}.py"))
+
+
+def _run_file(path: str) -> types.ModuleType:
+    module_spec = importlib.util.spec_from_file_location(f"ssl_jax_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
 
 
 def _parse_value(text: str, current: Any) -> Any:
