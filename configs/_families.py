@@ -201,8 +201,9 @@ def moco_v2(
     optim: Mapping,
 ) -> ml_collections.ConfigDict:
     """MoCo v2: MLP head 2048-output_dim without BN, InfoNCE at temperature 0.2 against a queue,
-    SimCLR's views with "aug+" jitter. Query-encoder BN per device when the key encoder shuffles BN
-    (as MoCo), synchronized when it syncs."""
+    SimCLR's views with `augment`'s crop_scale, "aug+" jitter, then `augment`'s other fields.
+    Query-encoder BN per device when the key encoder shuffles BN (as MoCo), synchronized when it
+    syncs."""
     del config["simclr"]
     set_encoder(config, encoder)
     config.model.sync_batch_norm = moco["key_bn"] == "sync"
@@ -210,8 +211,8 @@ def moco_v2(
         {"hidden_dim": 2048, "output_dim": output_dim, "num_layers": 2, "use_bn": False}
     )
     config.moco = ml_collections.ConfigDict({"temperature": 0.2, **moco})
-    config.augment = views(config, "simclr", crop_scale=augment["crop_scale"], **JITTER_04)
-    config.augment.update({k: v for k, v in augment.items() if k != "crop_scale"})
+    rest = {k: v for k, v in augment.items() if k != "crop_scale"}  # blur, solarization, ...
+    config.augment = views(config, "simclr", crop_scale=augment["crop_scale"], **JITTER_04, **rest)
     config.optim.update(optim)
     return config
 
