@@ -41,6 +41,7 @@ families = config_util.import_sibling(__file__, "_families")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    # The ImageNet base's images (224 px, its statistics, accelerator schedule), COCO's captioned data.
     config = datasets.imagenet("clip", batch_size=4096, num_epochs=32.0, checkpoint_every_steps=500)
     config.log_every_steps = 50
     config.data.name = "tfds_captions"
