@@ -320,20 +320,26 @@ def compare_peer(args, methods: list[str], command: str) -> int:
     )
     rows_path = os.path.splitext(args.output)[0] + ".json"
     notes = _notes(args.output)
+    saved = {"commands": [], "rows": []}
+    if args.append and os.path.isfile(rows_path):
+        with open(rows_path) as f:
+            saved = json.load(f)
+    rows, commands = saved["rows"], [*saved["commands"], command]
     mesh = parallel.make_mesh()
-    rows = [random_init_row(args, mesh)] if args.baseline else []
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    runs = [lambda: random_init_row(args, mesh)] if args.baseline else []
     for method in methods:
-        for new in (run_timed(method, args, mesh), run_peer(method, args)):
-            rows.append(new)
-            print(json.dumps({k: new.get(k) for k in ("method", "library", "top1")}), flush=True)
-            with open(rows_path, "w") as f:
-                json.dump(
-                    {"commands": [command], "machine": args.machine, "rows": rows}, f, indent=1
-                )
-            with open(args.output, "w") as f:
-                f.write(peer_markdown(rows, [command], args, notes))
-    print(peer_markdown(rows, [command], args, notes))
+        runs += [lambda m=method: run_timed(m, args, mesh), lambda m=method: run_peer(m, args)]
+    for fn in runs:
+        new = fn()
+        same = (new["method"], new["library"].split()[0])
+        rows = [r for r in rows if (r["method"], r["library"].split()[0]) != same] + [new]
+        print(json.dumps({k: new.get(k) for k in ("method", "library", "top1")}), flush=True)
+        with open(rows_path, "w") as f:
+            json.dump({"commands": commands, "machine": args.machine, "rows": rows}, f, indent=1)
+        with open(args.output, "w") as f:
+            f.write(peer_markdown(rows, commands, args, notes))
+    print(peer_markdown(rows, commands, args, notes))
     return 0
 
 

@@ -34,8 +34,12 @@ def _peer():
     return _load("lightly_fashion_mnist", "peers", "lightly_fashion_mnist.py")
 
 
-@pytest.mark.parametrize("method", ["simclr", "byol", "barlow_twins", "vicreg", "moco_v2", "dino"])
-def test_every_peer_method_takes_a_step(method):
+@pytest.mark.parametrize(
+    "method,net",
+    [(m, "small_cnn") for m in ("simclr", "byol", "barlow_twins", "vicreg", "moco_v2", "dino")]
+    + [("simclr", "resnet18")],
+)
+def test_every_peer_method_takes_a_step(method, net):
     peer = _peer()
     import torch
 
@@ -43,8 +47,8 @@ def test_every_peer_method_takes_a_step(method):
     images, _ = peer.load_split("", "train")
     model = peer.Peer(
         method,
-        peer.backbone("small_cnn"),
-        peer.head_dims(method, "small_cnn"),
+        peer.backbone(net),
+        peer.head_dims(method, net),
         size=28,
     )
     dataset = peer.ViewDataset(images[:8], model.transform)
