@@ -1,9 +1,9 @@
-"""benchmarks/throughput.py's analytic counts: parameter counts against the published exact figures and
-against our own Flax models, FLOPs against Megatron-LM's closed form, DeiT's and torchvision's figures, a
-matmul-by-matmul enumeration of MAE, and a count of every matmul and convolution in our traced models and
-training steps; and the peak table's lookup."""
+"""benchmarks/throughput.py's pieces (benchmarks/throughput_lib/). The analytic counts: parameter counts
+against the published exact figures and against our own Flax models, FLOPs against Megatron-LM's
+closed form, DeiT's and torchvision's figures, a matmul-by-matmul enumeration of MAE, and a count of
+every matmul and convolution in our traced models and training steps; the peak table's lookup; a tiny
+case timed with real data, checkpoints and a profile; and the HLO kinds of a GPU-style module."""
 
-import importlib.util
 import os
 import sys
 
@@ -13,14 +13,12 @@ import numpy as np
 import pytest
 
 from ssl_jax import models
+from ssl_jax.methods import common
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+from throughput_lib import cases, flops, profile, runner, tables  # noqa: E402
 
 from engine_checks import idx_bytes, traced_equations
-
-_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "throughput.py")
-_SPEC = importlib.util.spec_from_file_location("throughput_benchmark", _PATH)
-tp = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = tp  # dataclasses look their module up there
-_SPEC.loader.exec_module(tp)
 
 
 def _count(variables) -> int:
@@ -28,9 +26,9 @@ def _count(variables) -> int:
 
 
 def test_parameter_counts_match_the_published_models():
-    assert tp.gpt2_param_count() == 124_439_808  # GPT-2 small (HF "gpt2")
-    assert tp.bert_param_count() == 109_482_240  # BERT-base uncased, with the pooler
-    assert tp.vit_param_count(num_classes=1000) == 86_567_656  # ViT-B/16 (timm), with its head
+    assert flops.gpt2_param_count() == 124_439_808  # GPT-2 small (HF "gpt2")
+    assert flops.bert_param_count() == 109_482_240  # BERT-base uncased, with the pooler
+    assert flops.vit_param_count(num_classes=1000) == 86_567_656  # ViT-B/16 (timm), with its head
 
 
 def test_parameter_counts_match_our_models():
@@ -39,7 +37,7 @@ def test_parameter_counts_match_our_models():
     x = jnp.zeros((1, 64, 64, 3), jnp.float32)
     vit = models.ViT(hidden_dim=32, depth=2, num_heads=2, patch_size=16)
     shapes = jax.eval_shape(lambda: vit.init(jax.random.key(0), x, train=False))
-    assert _count(shapes["params"]) == tp.vit_param_count(
+    assert _count(shapes["params"]) == flops.vit_param_count(
         image_size=64, patch_size=16, width=32, depth=2
     )
     from ssl_jax.models.transformer import CausalDecoder
@@ -49,7 +47,7 @@ def test_parameter_counts_match_our_models():
     )
     tokens = jnp.zeros((1, 8), jnp.int32)
     shapes = jax.eval_shape(lambda: gpt.init(jax.random.key(0), tokens))
-    expected = tp.gpt2_param_count(vocab_size=1000, seq_len=64, width=32, layers=2) + 1000
+    expected = flops.gpt2_param_count(vocab_size=1000, seq_len=64, width=32, layers=2) + 1000
     assert _count(shapes["params"]) == expected
 
 
@@ -60,14 +58,14 @@ def test_lm_flops_equal_megatron_closed_form(seq_len, vocab):
     megatron = (
         72 * b * seq_len * layers * h**2 * (1 + seq_len / (6 * h) + vocab / (12 * layers * h))
     )
-    got = tp.lm_train_flops_per_token(seq_len=seq_len, width=h, layers=layers, vocab_size=vocab)
+    got = flops.lm_train_flops_per_token(seq_len=seq_len, width=h, layers=layers, vocab_size=vocab)
     np.testing.assert_allclose(got * b * seq_len, megatron, rtol=1e-12)
 
 
 def test_vit_b16_forward_matches_deit_figure():
     # DeiT-B / ViT-B/16 at 224: 17.6 G multiply-adds (Touvron et al. 2021, Table 1, "FLOPs").
-    flops = tp.vit_forward_flops(image_size=224, patch_size=16, width=768, depth=12)
-    np.testing.assert_allclose(flops / 2, 17.6e9, rtol=0.01)
+    forward = flops.vit_forward_flops(image_size=224, patch_size=16, width=768, depth=12)
+    np.testing.assert_allclose(forward / 2, 17.6e9, rtol=0.01)
 
 
 def test_mae_flops_by_enumerating_matmuls():
@@ -84,12 +82,12 @@ def test_mae_flops_by_enumerating_matmuls():
     matmuls = [(kept, pix, d)] + 2 * block(kept + 1, d) + [(kept + 1, d, dd)]
     matmuls += block(n + 1, dd) + [(n, dd, pix)]
     expected = 3 * sum(2 * m * k * o for m, k, o in matmuls)
-    got = tp.mae_train_flops_per_image(
+    got = flops.mae_train_flops_per_image(
         image_size=64, patch_size=16, width=d, depth=2, decoder_width=dd, decoder_depth=1
     )
     assert got == expected
     # The ViT-B/16 default: the decoder over all 197 tokens costs more than the encoder over 50.
-    assert 50e9 < tp.mae_train_flops_per_image() < 65e9
+    assert 50e9 < flops.mae_train_flops_per_image() < 65e9
 
 
 def traced_flops(jaxpr) -> int:
@@ -112,12 +110,12 @@ def traced_flops(jaxpr) -> int:
 
 def test_backbone_flops_match_published_figures():
     # torchvision's model table (multiply-adds, with the 1000-way classifier, which our trunks lack).
-    r50 = tp.resnet_forward_flops(stage_sizes=(3, 4, 6, 3), bottleneck=True)
+    r50 = flops.resnet_forward_flops(stage_sizes=(3, 4, 6, 3), bottleneck=True)
     np.testing.assert_allclose(r50 / 2 + 2048 * 1000, 4.09e9, rtol=0.002)
-    r18 = tp.resnet_forward_flops(stage_sizes=(2, 2, 2, 2), bottleneck=False)
+    r18 = flops.resnet_forward_flops(stage_sizes=(2, 2, 2, 2), bottleneck=False)
     np.testing.assert_allclose(r18 / 2 + 512 * 1000, 1.81e9, rtol=0.003)
     # DeiT-S = ViT-S/16 at 224: 4.6 G multiply-adds (Touvron et al. 2021, Table 1).
-    vit_s = tp.vit_forward_flops(image_size=224, patch_size=16, width=384, depth=12)
+    vit_s = flops.vit_forward_flops(image_size=224, patch_size=16, width=384, depth=12)
     np.testing.assert_allclose(vit_s / 2, 4.6e9, rtol=0.01)
 
 
@@ -141,11 +139,11 @@ def test_backbone_flops_equal_a_count_of_our_traced_model(encoder, size, channel
         {"stem": "cifar" if size < 64 else "imagenet"} if encoder.startswith("resnet") else {}
     )
     config.data.channels = channels
-    module = tp.common.build_encoder(config, axis_name=None)
+    module = common.build_encoder(config, axis_name=None)
     x = jnp.zeros((1, size, size, channels))
     variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
     jaxpr = jax.make_jaxpr(lambda v, x: module.apply(v, x, train=False))(variables, x)
-    assert tp.backbone_forward_flops(config, size) == traced_flops(jaxpr.jaxpr)
+    assert cases.backbone_forward_flops(config, size) == traced_flops(jaxpr.jaxpr)
 
 
 # Each case's networks, shrunk so the step traces in seconds; the formulas read the shapes from the
@@ -185,12 +183,12 @@ def test_case_flops_match_a_count_of_the_traced_training_step(name):
     from ssl_jax import config_util, optim, parallel, train
     from ssl_jax.methods import get_method
 
-    case, examples = tp.CASES[name], 4
+    case, examples = cases.CASES[name], 4
     config = case.config_fn(examples)
     config_util.apply_overrides(config, _SMALL[name])
     method = get_method(config, num_steps=100, steps_per_epoch=10)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, 100), 100)
-    images = tp._images(32)(np.random.default_rng(0), examples, config)["image"]
+    images = cases._images(32)(np.random.default_rng(0), examples, config)["image"]
     state = jax.eval_shape(
         lambda: train.create_train_state(method, tx, jax.random.key(0), images.shape[1:])
     )
@@ -202,12 +200,12 @@ def test_case_flops_match_a_count_of_the_traced_training_step(name):
 
 
 def test_peak_lookup():
-    assert tp.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
-    assert tp.peak_tflops("NVIDIA H100 PCIe") == 756.0
-    assert tp.peak_tflops("NVIDIA H200") == 989.0
-    assert tp.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
-    assert tp.peak_tflops("TPU v5 lite") == 197.0 and tp.peak_tflops("TPU v5") == 459.0
-    assert tp.peak_tflops("cpu") is None
+    assert flops.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert flops.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert flops.peak_tflops("NVIDIA H200") == 989.0
+    assert flops.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert flops.peak_tflops("TPU v5 lite") == 197.0 and flops.peak_tflops("TPU v5") == 459.0
+    assert flops.peak_tflops("cpu") is None
 
 
 def _write_fashion_mnist(directory, n=64):
@@ -226,7 +224,7 @@ def test_real_data_and_checkpoint_timings_run(tmp_path):
     asynchronous saves (tiny encoder, few steps: that the measurements run and are sane)."""
     from ssl_jax import config_util, parallel
 
-    make = tp.CASES["simclr_r18_fmnist"].config_fn
+    make = cases.CASES["simclr_r18_fmnist"].config_fn
 
     def tiny(batch):
         config = make(batch)
@@ -242,8 +240,8 @@ def test_real_data_and_checkpoint_timings_run(tmp_path):
 
     import dataclasses
 
-    case = dataclasses.replace(tp.CASES["simclr_r18_fmnist"], config_fn=tiny)
-    row = tp.run_case(
+    case = dataclasses.replace(cases.CASES["simclr_r18_fmnist"], config_fn=tiny)
+    row = runner.run_case(
         case,
         examples=16,
         steps=1,
@@ -257,7 +255,7 @@ def test_real_data_and_checkpoint_timings_run(tmp_path):
     assert row["real_data"] == "fashion_mnist" and row["real_items_per_s"] > 0
     assert 0 < row["real_vs_synthetic"] < 100 and row["loader_items_per_s"] > 0
     assert row["near_save_ms"] > 0 and row["other_ms"] > 0
-    text = tp.to_markdown([row], {"device": "test"}, "cmd")
+    text = tables.to_markdown([row], {"device": "test"}, "cmd")
     assert "| simclr_r18_fmnist | fashion_mnist |" in text and "| 4 steps |" in text
     # The profile: a trace on disk, op time split by kind, the top ops named after HLO instructions.
     prof = row["profile"]
@@ -305,7 +303,7 @@ ENTRY %main (x: bf16[8,32,32,64]) -> f32[64] {
 def test_hlo_instructions_are_sorted_into_kinds():
     # GPU-style names (cuDNN custom calls, Triton gemm fusions, async collectives), written by hand:
     # the CPU profile above checks the plumbing, this checks what a GPU trace's ops are called.
-    kinds = {n: tp.op_category(*v) for n, v in tp.hlo_instructions(_GPU_HLO).items()}
+    kinds = {n: profile.op_category(*v) for n, v in profile.hlo_instructions(_GPU_HLO).items()}
     assert kinds["custom-call.7"] == "convolution"
     assert kinds["gemm_fusion.2"] == "matmul"
     assert kinds["input_reduce_fusion.5"] == "reduction fusion"
