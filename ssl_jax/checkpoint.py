@@ -8,7 +8,9 @@ Faults, and what happens (tests/FAULTS.md lists each with its test):
   any array is read: `check_tree_matches` names each differing parameter path and both shapes.
 - A committed checkpoint that cannot be read (truncated or missing files) raises
   `CorruptCheckpointError` naming the step directory; nothing is deleted or skipped silently, the
-  message says which earlier step a resume would use once the broken one is moved aside.
+  message says which earlier step a resume would use once the broken one is moved aside, and ends
+  with the underlying error on one line. The reads still in flight are let finish first, so that
+  message is all that reaches stderr.
 - A failed write (the disk full) raises `CheckpointWriteError` naming the last good step, which is
   left intact; running again resumes from it.
 
@@ -17,6 +19,7 @@ Nothing here unpickles: Orbax stores arrays with TensorStore and small metadata 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -280,23 +283,80 @@ def _corrupt_message(path: str, steps: list[int], problem: str) -> str:
         else "starts from step 0 (there is no earlier checkpoint)"
     )
     return (
-        f"The checkpoint {path} cannot be read ({problem}). Nothing was changed. To go on, move it "
-        f"out of {where} (e.g. `mv {path} {aside}`): running again then {then}. Or pass "
-        "--overwrite to start afresh."
+        f"The checkpoint {path} cannot be read. Nothing was changed. To go on, move it out of "
+        f"{where} (e.g. `mv {path} {aside}`): running again then {then}. Or pass --overwrite to "
+        f"start afresh.\n  cause: {problem}"
     )
+
+
+# How long the cause of an unreadable checkpoint may run in its message.
+_CAUSE_CHARS = 400
+
+
+def _root_cause(error: BaseException, path: str) -> str:
+    """The innermost error behind `error`, on one short line, with the step directory `path` left
+    out of the file names it gives (the message names it once).
+
+    Orbax wraps TensorStore's error in one that names only an array index and embeds the repr of a
+    TensorStore spec (60 lines); TensorStore's own error says which array and which file, e.g.
+    `ValueError: OUT_OF_RANGE: Error reading "params.encoder.conv0.kernel/0.0.0.0" in OCDBT database
+    at local file "state/": Requested byte range [0, 1152) is not valid for value of size 0`, then
+    appends its spec after " [tensorstore_spec=".
+    """
+    seen = set()
+    while error.__cause__ is not None and id(error.__cause__) not in seen:
+        seen.add(id(error))
+        error = error.__cause__
+    text = str(error).split(" [tensorstore_spec=")[0].strip().replace(path + os.sep, "")
+    first = text.splitlines()[0] if text else ""
+    if len(first) > _CAUSE_CHARS:
+        first = first[: _CAUSE_CHARS - 3] + "..."
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+class _DrainingLoop(asyncio.SelectorEventLoop):
+    """An event loop that, when closed, first lets the tasks still running on it finish.
+
+    Orbax runs a restore's reads, one task per array, on a fresh loop that it closes as soon as the
+    restore returns or raises (`asyncio_utils.run_sync`, without `asyncio.run`'s clean-up). When one
+    read fails, the others are abandoned mid-flight, and each later prints a traceback of about 60
+    lines to stderr: "Exception ignored in: <coroutine object _read_array_index_and_device_put>"
+    (its `except BaseException` turns the GeneratorExit of its finalization into an error), "Task
+    exception was never retrieved", or "Event loop is closed" from a TensorStore thread completing
+    a read. Letting them finish first (a failed restore then takes at most as long as a good one)
+    leaves only the first error, which the restore raises.
+    """
+
+    def close(self) -> None:
+        if not self.is_running() and not self.is_closed():
+            pending = asyncio.all_tasks(self)
+            while pending:
+                self.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                pending = asyncio.all_tasks(self)
+            self.run_until_complete(asyncio.sleep(0))  # their done callbacks (gather's) run too
+        super().close()
+
+
+class _DrainingPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return _DrainingLoop()
 
 
 @contextlib.contextmanager
 def _reading(path: str, steps: list[int]):
-    """Turns any failure to read a committed step into a CorruptCheckpointError naming it."""
+    """Turns any failure to read a committed step into a CorruptCheckpointError naming it, whose
+    message ends with the underlying cause on one line; the reads a failure abandons are finished
+    first (`_DrainingLoop`), so that message is all a user sees."""
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_DrainingPolicy())
     try:
         yield
     except CheckpointError:
         raise
     except Exception as e:  # TensorStore's ValueError, a JSONDecodeError, a missing file or item
-        text = str(e).split(" [tensorstore_spec=")[0]  # TensorStore appends its whole spec
-        problem = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-        raise CorruptCheckpointError(_corrupt_message(path, steps, problem)) from e
+        raise CorruptCheckpointError(_corrupt_message(path, steps, _root_cause(e, path))) from e
+    finally:
+        asyncio.set_event_loop_policy(previous)
 
 
 class _SavedEncoder(NamedTuple):
