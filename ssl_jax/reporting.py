@@ -23,14 +23,23 @@ def _scalar(v: Any) -> float:
 
 
 class MetricsWriter:
-    """Appends one JSON object per logged step to WORKDIR/metrics.jsonl and mirrors it to TensorBoard."""
+    """Writes one JSON object per logged step to WORKDIR/metrics.jsonl and mirrors it to TensorBoard.
+
+    Every step appears once: values logged for a step the file already holds (an evaluation at a
+    logged step, the final evaluation of a rerun or resumed run) are merged into that step's line,
+    the newer value of a key replacing the older. A new step is appended; a merge rewrites the file
+    through a temporary one, so a kill at any moment leaves the old file or the new one.
+    """
 
     def __init__(self, workdir: str, *, enabled: bool = True):
         self._enabled = enabled
+        self._workdir = workdir
         self._path = os.path.join(workdir, METRICS_FILE)
         self._tb = None
+        self._last_step: int | None = None  # the highest step in the file
         if enabled:
             os.makedirs(workdir, exist_ok=True)
+            self._last_step = max((r["step"] for r in read_metrics(workdir)), default=None)
             try:
                 from tensorboardX import SummaryWriter
 
@@ -42,8 +51,12 @@ class MetricsWriter:
         if not self._enabled:
             return
         record = {"step": int(step), **{k: _scalar(v) for k, v in metrics.items()}}
-        with open(self._path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self._last_step is not None and record["step"] <= self._last_step:
+            _rewrite(self._path, merge_steps([*read_metrics(self._workdir), record]))
+        else:
+            with open(self._path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self._last_step = record["step"]
         if self._tb is not None:
             for k, v in record.items():
                 if k != "step" and math.isfinite(v):
@@ -63,14 +76,29 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def merge_steps(records: list[dict]) -> list[dict]:
+    """One record per step, in step order: the records of a step logged more than once are merged,
+    a later record's value of a key replacing an earlier one's."""
+    by_step: dict[int, dict] = {}
+    for record in records:
+        by_step.setdefault(int(record["step"]), {}).update(record)
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _rewrite(path: str, records: list[dict]) -> None:
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    os.replace(temporary, path)
+
+
 def truncate_metrics(workdir: str, last_step: int) -> None:
-    """Drops records after `last_step` (logged by a run that died after its last checkpoint)."""
-    path = os.path.join(workdir, METRICS_FILE)
+    """Drops records after `last_step` (logged by a run that died after its last checkpoint), and
+    merges the lines of any step logged twice (by versions before each step appeared once)."""
     records = read_metrics(workdir)
-    kept = [r for r in records if r["step"] <= last_step]
-    if len(kept) != len(records):
-        with open(path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+    kept = merge_steps([r for r in records if r["step"] <= last_step])
+    if kept != records:
+        _rewrite(os.path.join(workdir, METRICS_FILE), kept)
 
 
 def plot_curves(workdir: str) -> str | None:

@@ -8,6 +8,7 @@ replicated state. The host ships uint8 images and global example indices only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -213,8 +214,27 @@ def pretrain(
 
     stop_at_step: leave after checkpointing this step, as a preempted job would (no evaluation); the
       next call resumes. Returns the final evaluation results (also written to WORKDIR/eval.json), or,
-      when SIGTERM / SIGINT stopped the run early, {"step", "stopped", "preempted": True, "signal"}.
+      when SIGTERM / SIGINT stopped the run, {"step", "stopped", "preempted": True, "signal"}.
+
+    A SIGTERM / SIGINT at any point of the call stops it with the state saved: while training, after
+    the current step and its checkpoint; during the final evaluation (its checkpoint committed), at
+    once, without eval.json. Running again resumes, or, from the last step, evaluates.
     """
+    with _PreemptionRequest() as preemption:
+        return _pretrain(
+            config, workdir, overwrite=overwrite, stop_at_step=stop_at_step, preemption=preemption
+        )
+
+
+def _pretrain(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    overwrite: bool,
+    stop_at_step: int | None,
+    preemption: _PreemptionRequest,
+) -> dict[str, Any]:
+    """`pretrain`, with SIGTERM / SIGINT already turned into `preemption` requests."""
     from ssl_jax import (
         evaluate,  # evaluation imports the method registry too; keep the import local
     )
@@ -275,12 +295,14 @@ def pretrain(
     policy = config.get("nonfinite_policy", "stop")
     if policy not in NONFINITE_POLICIES:
         raise ValueError(f"nonfinite_policy must be one of {NONFINITE_POLICIES}, got {policy!r}.")
-    preemption = _PreemptionRequest()
     pending = None  # (step, metrics) of the previous step: checked one step late, so the host never
     # waits on the step it just dispatched
     preempted = False
     try:
         for step in range(start, num_steps):
+            if step == start and preemption.signum is not None:  # a notice during start-up: stop
+                preempted, done = True, start  # before compiling a step, nothing new to save
+                break
             batch = next(loader)
             batch = parallel.shard_batch({k: batch[k] for k in keys}, mesh)
             state, metrics = step_fn(state, batch)
@@ -304,7 +326,7 @@ def pretrain(
                 result = evaluate.evaluate_encoder(config, method, encoder, ("knn",), mesh=mesh)
                 writer.write(done, {"knn_top1": result["knn"]["top1"]})
                 window_start = time.perf_counter()
-            preempted = preemption.reached(done) and done != num_steps
+            preempted = preemption.reached(done)  # the last step too: its evaluation can wait
             stopping = done == stop_at_step or preempted
             if stopping or done == num_steps:
                 check_finite(*pending, policy=policy, progress=progress)
@@ -314,23 +336,34 @@ def pretrain(
             if stopping:
                 break
     finally:
-        preemption.restore()
         progress.close()
         loader.close()
         ckpt.close()
     if preempted:
         writer.close()
-        print(f"Stopped by a signal after step {done}; checkpoint saved. Run again to resume.")
+        saved = "checkpoint saved" if done > 0 else "nothing to save"
+        print(f"Stopped by a signal after step {done}; {saved}. Run again to resume.")
         return {"step": done, "stopped": True, "preempted": True, "signal": int(preemption.signum)}
     if stop_at_step is not None and stop_at_step < num_steps:
         writer.close()
         return {"step": stop_at_step, "stopped": True}
 
     protocols = tuple(config.eval.protocols)
-    encoder = method.export_encoder(state)
     results = {"step": num_steps}
-    if protocols:
-        results.update(evaluate.evaluate_encoder(config, method, encoder, protocols, mesh=mesh))
+    try:
+        with preemption.immediate():  # the last checkpoint is committed: nothing is left to save
+            encoder = method.export_encoder(state)
+            if protocols:
+                results.update(
+                    evaluate.evaluate_encoder(config, method, encoder, protocols, mesh=mesh)
+                )
+    except Preempted as stop:
+        writer.close()
+        print(
+            f"Stopped by a signal while evaluating step {num_steps}; its checkpoint is saved. "
+            "Run again to evaluate it."
+        )
+        return {"step": num_steps, "stopped": True, "preempted": True, "signal": stop.signum}
     if is_main:
         final = {f"{p}_top1": results[p]["top1"] for p in protocols if "top1" in results[p]}
         writer.write(num_steps, final)
@@ -363,25 +396,47 @@ def check_finite(step: int, metrics: dict[str, Any], *, policy: str, progress=No
         progress.write(f"warning: {message}; the update was skipped.")
 
 
-class _PreemptionRequest:
-    """Turns SIGTERM / SIGINT into a request to checkpoint and stop after the current step.
+class Preempted(BaseException):
+    """SIGTERM / SIGINT during work that has nothing left to save (the final evaluation).
 
-    One process: Python handlers (main thread only, restored after). Several processes: they must all stop
-    at the same step, so JAX's coordination service, which receives the SIGTERM notice, picks it
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _PreemptionRequest:
+    """Turns SIGTERM / SIGINT into a request to checkpoint and stop after the current step, or, within
+    `immediate()`, into `Preempted` at once.
+
+    One process: Python handlers (main thread only), installed on entering the `with` block and
+    restored on leaving it. Several processes: they must all stop at the same step, so JAX's
+    coordination service, which receives the SIGTERM notice, picks it
     (`multihost_utils.reached_preemption_sync_point`).
     """
 
     def __init__(self):
-        import threading
-
         # The signal that asked to stop, None until one did (SIGTERM when the coordination service
         # relayed the notice).
         self.signum: int | None = None
         self._previous = {}
+        self._immediate = False
         self._multi = jax.process_count() > 1
+
+    def __enter__(self) -> _PreemptionRequest:
+        import threading
+
         if not self._multi and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
     def reached(self, step: int) -> bool:
         if self._multi:
@@ -391,12 +446,21 @@ class _PreemptionRequest:
                 self.signum = self.signum or signal.SIGTERM
         return self.signum is not None
 
+    @contextlib.contextmanager
+    def immediate(self):
+        """Within, a signal raises `Preempted` at once, and so does one received before."""
+        try:
+            self._immediate = True
+            if self.signum is not None:
+                raise Preempted(self.signum)
+            yield
+        finally:
+            self._immediate = False
+
     def _handle(self, signum, frame):
         del frame
         if self.signum is not None and signum == signal.SIGINT:  # a second Ctrl-C means now
             raise KeyboardInterrupt
         self.signum = signum
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        if self._immediate:
+            raise Preempted(signum)
