@@ -151,7 +151,17 @@ def optimizer_config(config, steps_per_epoch: int, num_steps: int) -> ml_collect
     if "warmup_epochs" in cfg:
         cfg.warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
         del cfg["warmup_epochs"]
-    cfg.warmup_steps = min(int(cfg.get("warmup_steps", 0)), max(0, num_steps - 1))
+    asked = int(cfg.get("warmup_steps", 0))
+    cfg.warmup_steps = min(asked, max(0, num_steps - 1))
+    if num_steps > 1 and 2 * asked > num_steps and jax.process_index() == 0:
+        # A short override of a long recipe (--config.num_epochs=3 on a 10-epoch warm-up) otherwise
+        # spends the whole run warming up and never decays; say so rather than learn less silently.
+        print(
+            f"Warning: the warm-up ({asked} steps) is more than half of this run's {num_steps} "
+            f"steps{' and is cut to ' + str(cfg.warmup_steps) if asked > cfg.warmup_steps else ''}; "
+            "set config.optim.warmup_epochs (or warmup_steps) for a run this short.",
+            flush=True,
+        )
     return cfg
 
 
