@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from ssl_jax import default_config, train
 from ssl_jax.models import get_encoder
 from ssl_jax.optim import (
     OPTIMIZERS,
@@ -186,3 +187,16 @@ def test_unknown_optimizer_and_missing_batch_size():
         make_optimizer({"name": "adagrad", "learning_rate": 0.1}, total_steps=10)
     with pytest.raises(ValueError, match="batch_size"):
         make_optimizer({"name": "sgd", "learning_rate": 0.1, "lr_scaling": "linear"}, 10)
+
+
+def test_a_warmup_longer_than_half_the_run_is_reported(capsys):
+    config = default_config.get_config()
+    config.optim.warmup_epochs = 10.0  # a 10-epoch warm-up ...
+    cfg = train.optimizer_config(config, steps_per_epoch=100, num_steps=300)  # ... in 3 epochs
+    assert cfg.warmup_steps == 299
+    assert (
+        "warm-up (1000 steps) is more than half of this run's 300 steps" in capsys.readouterr().out
+    )
+    config.optim.warmup_epochs = 1.0
+    assert train.optimizer_config(config, 100, 300).warmup_steps == 100
+    assert capsys.readouterr().out == ""
