@@ -1,8 +1,10 @@
 """Tests of ssl_jax.data: IDX parsing, every source, the resumable sharded loader, eval batches."""
 
+import ast
 import gc
 import gzip
 import os
+import pathlib
 import struct
 import threading
 import time
@@ -15,6 +17,7 @@ from PIL import Image
 from ssl_jax.data import (
     EMBEDDED_PATH,
     FASHION_MNIST_CLASSES,
+    SOURCES,
     ArraySource,
     BatchLoader,
     DatasetNotFoundError,
@@ -27,6 +30,7 @@ from ssl_jax.data import (
     fashion_mnist,
     get_source,
     load_idx,
+    registry,
 )
 
 from engine_checks import idx_bytes
@@ -400,6 +404,61 @@ def test_get_source_by_name(tmp_path, shared_data_dir):
     cfg = ml_collections.ConfigDict({"name": "image_folder", "data_dir": str(tmp_path / "folders")})
     cfg.image_size = 5
     assert get_source(cfg, "train").image_shape == (5, 5, 1)
+
+
+def test_every_source_module_registers_its_names():
+    """The data.name values configs use, each registered by its module on `import ssl_jax.data`."""
+    assert set(SOURCES) == {
+        "embedded_fashion_mnist",
+        "fashion_mnist",
+        "npz",
+        "image_folder",
+        "tfds",
+        "text_files",
+        "tfds_text",
+        "captioned",
+        "tfds_captions",
+        "moving_fashion_mnist",
+        "tfds_video",
+        "class_subset",
+        "synthetic_signals",
+        "skipgram_text",
+        "skimage_samples",
+    }
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("npz")(lambda cfg, split: None)
+    assert registry.register("npz")(SOURCES["npz"]) is SOURCES["npz"]  # re-registering the same
+
+
+def test_data_modules_import_one_way():
+    """No import cycle among ssl_jax/data's modules, and no module imports a sibling inside a
+    function (the lazy-import shims a cycle would need)."""
+    package = pathlib.Path(registry.__file__).parent
+    names = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    imports, nested = {}, []
+    for name in names:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imports[name] = set()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.module is None:
+                continue
+            targets = {node.module.removeprefix("ssl_jax.data.")} | {a.name for a in node.names}
+            siblings = targets & names if node.module.startswith("ssl_jax.data") else set()
+            imports[name] |= siblings
+            if siblings and node not in tree.body:
+                nested.append(f"{name}: {ast.unparse(node)}")
+    assert not nested
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"import cycle: {' -> '.join((*path, name))}"
+        if name not in done:
+            for dep in imports[name]:
+                visit(dep, (*path, name))
+            done.add(name)
+
+    for name in sorted(names):
+        visit(name, ())
 
 
 # ---------------------------------------------------------------------------------------- tfds

@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from ssl_jax.data import tokenizer as tokenizers
-from ssl_jax.data.sources import Source, TfdsSource, _cfg, _check_indices, _stack
+from ssl_jax.data.common import check_indices, config_field, stack_images
+from ssl_jax.data.registry import Source, get_source, register
+from ssl_jax.data.sources import TfdsSource
 
 # Captions for a class name; every one reads naturally for an object, a garment or an animal.
 TEMPLATES = (
@@ -76,14 +78,14 @@ def class_prompt_tokens(
 def make_tokenizer(data_cfg: Any, texts: Callable[[], Sequence[str]] | None = None) -> Any:
     """The tokenizer `data_cfg` names ("byte" or "bpe"); `texts()` gives BPE's training captions when
     no saved tokenizer is at data_cfg.tokenizer_path."""
-    kind = _cfg(data_cfg, "tokenizer", "byte")
-    path = _cfg(data_cfg, "tokenizer_path", "") or None
+    kind = config_field(data_cfg, "tokenizer", "byte")
+    path = config_field(data_cfg, "tokenizer_path", "") or None
     if kind == "bpe" and texts is None and not (path and os.path.isfile(path)):
         raise ValueError("data.tokenizer='bpe' needs a saved tokenizer at data.tokenizer_path.")
     return tokenizers.get_tokenizer(
         kind,
         texts=texts() if kind == "bpe" and texts is not None else None,
-        vocab_size=int(_cfg(data_cfg, "vocab_size", 1024)),
+        vocab_size=int(config_field(data_cfg, "vocab_size", 1024)),
         path=path,
     )
 
@@ -138,7 +140,7 @@ class CaptionedSource:
         return self.templates[self.template_of[index]].format(self.class_names[label].lower())
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = _check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         rows = self.source.get(indices)
         if "label" not in rows:
             raise ValueError(f"{self.source.name!r} has no labels to caption.")
@@ -220,7 +222,7 @@ class TfdsCaptionSource(TfdsSource):
         return [t for i in range(n) for t in _as_texts(_lookup(self._records[i], self.caption_key))]
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = _check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         getitems = getattr(self._records, "__getitems__", None)
         records = getitems(indices.tolist()) if getitems else [self._records[i] for i in indices]
         out = {"image": self._stack_images(records)}
@@ -238,12 +240,12 @@ class TfdsCaptionSource(TfdsSource):
         return out
 
     def _stack_images(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
-        return _stack([self._decode(r) for r in records], self.image_shape, self.name)
+        return stack_images([self._decode(r) for r in records], self.image_shape, self.name)
 
 
 def _image_source_cfg(cfg: Any) -> Any:
     """`cfg` with name = cfg.image_source: the wrapped source reads the same data fields."""
-    inner = _cfg(cfg, "image_source")
+    inner = config_field(cfg, "image_source")
     if not inner:
         raise ValueError(
             "data.name='captioned' needs --config.data.image_source, a labelled image source "
@@ -256,14 +258,15 @@ def _image_source_cfg(cfg: Any) -> Any:
     return fields
 
 
+@register("captioned")
 def captioned_from_cfg(cfg: Any, split: str) -> CaptionedSource:
     """SOURCES["captioned"]: data.image_source's split, captioned from data.class_names (default: the
     source's own), data.templates (default TEMPLATES), data.text_len, data.caption_seed."""
-    from ssl_jax.data.sources import get_source
-
     source = get_source(_image_source_cfg(cfg), split)
-    class_names = tuple(_cfg(cfg, "class_names", ()) or ()) or getattr(source, "class_names", None)
-    templates = tuple(_cfg(cfg, "templates", ()) or ()) or TEMPLATES
+    class_names = tuple(config_field(cfg, "class_names", ()) or ()) or getattr(
+        source, "class_names", None
+    )
+    templates = tuple(config_field(cfg, "templates", ()) or ()) or TEMPLATES
 
     def texts():
         return [c for row in class_captions(class_names or (), templates) for c in row]
@@ -271,17 +274,18 @@ def captioned_from_cfg(cfg: Any, split: str) -> CaptionedSource:
     return CaptionedSource(
         source,
         tokenizer=make_tokenizer(cfg, texts),
-        text_len=int(_cfg(cfg, "text_len", 48)),
+        text_len=int(config_field(cfg, "text_len", 48)),
         templates=templates,
         class_names=class_names,
-        seed=int(_cfg(cfg, "caption_seed", 0)),
+        seed=int(config_field(cfg, "caption_seed", 0)),
     )
 
 
+@register("tfds_captions")
 def tfds_captions_from_cfg(cfg: Any, split: str) -> TfdsCaptionSource:
     """SOURCES["tfds_captions"]: data.tfds_name (e.g. "coco_captions") with its image, caption and
     optional label keys; data.{split}_split picks the tfds split (e.g. train_split="train+restval")."""
-    name = _cfg(cfg, "tfds_name")
+    name = config_field(cfg, "tfds_name")
     if not name:
         raise ValueError(
             "data.name='tfds_captions' needs --config.data.tfds_name, e.g. 'coco_captions'."
@@ -290,20 +294,20 @@ def tfds_captions_from_cfg(cfg: Any, split: str) -> TfdsCaptionSource:
     def build(tokenizer, which):
         return TfdsCaptionSource(
             name,
-            _cfg(cfg, f"{which}_split", which),
-            data_dir=_cfg(cfg, "data_dir"),
-            caption_key=_cfg(cfg, "caption_key", "captions/text"),
-            image_key=_cfg(cfg, "image_key", "image"),
-            label_key=_cfg(cfg, "label_key", "") or None,
-            image_size=_cfg(cfg, "image_size"),
+            config_field(cfg, f"{which}_split", which),
+            data_dir=config_field(cfg, "data_dir"),
+            caption_key=config_field(cfg, "caption_key", "captions/text"),
+            image_key=config_field(cfg, "image_key", "image"),
+            label_key=config_field(cfg, "label_key", "") or None,
+            image_size=config_field(cfg, "image_size"),
             tokenizer=tokenizer,
-            text_len=int(_cfg(cfg, "text_len", 77)),
-            seed=int(_cfg(cfg, "caption_seed", 0)),
+            text_len=int(config_field(cfg, "text_len", 77)),
+            seed=int(config_field(cfg, "caption_seed", 0)),
         )
 
     texts = None
-    if _cfg(cfg, "tokenizer", "byte") == "bpe":
+    if config_field(cfg, "tokenizer", "byte") == "bpe":
         # BPE learns from the training split's captions, whichever split is being opened.
-        limit = int(_cfg(cfg, "tokenizer_train_examples", 100_000))
+        limit = int(config_field(cfg, "tokenizer_train_examples", 100_000))
         texts = lambda: build(tokenizers.ByteTokenizer(), "train").captions(limit)  # noqa: E731
     return build(make_tokenizer(cfg, texts), split)

@@ -17,7 +17,9 @@ import functools
 import numpy as np
 from PIL import Image
 
-from ssl_jax.data.sources import ArraySource, DatasetNotFoundError
+from ssl_jax.data.common import DatasetNotFoundError, config_field
+from ssl_jax.data.registry import register
+from ssl_jax.data.sources import ArraySource
 
 # The natural colour photographs shipped inside scikit-image's wheel (no download needed): name ->
 # loader attribute of skimage.data. Synthetic images (colorwheel, logo) are left out.
@@ -35,6 +37,8 @@ SAMPLE_IMAGES = (
 
 def _load_photo(name: str) -> np.ndarray:
     try:
+        # Imported here: scikit-image is an optional dependency (the "demo" extra) that only this
+        # source needs, and ssl_jax.data imports this module to register it.
         from skimage import data as skdata
     except ImportError as e:
         raise DatasetNotFoundError(
@@ -97,14 +101,18 @@ def skimage_samples(
     )
 
 
+@register("skimage_samples")
 def skimage_samples_from_cfg(cfg, split: str) -> ArraySource:
     """SOURCES entry: config.data.{image_size, short_side, per_image, test_per_image, seed}."""
-    get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
-    per_image = get("per_image", 1000) if split == "train" else get("test_per_image", 250)
+    per_image = (
+        config_field(cfg, "per_image", 1000)
+        if split == "train"
+        else config_field(cfg, "test_per_image", 250)
+    )
     return skimage_samples(
         split,
-        image_size=int(get("image_size", 32) or 32),
-        short_side=int(get("short_side", 160) or 160),
+        image_size=int(config_field(cfg, "image_size", 32) or 32),
+        short_side=int(config_field(cfg, "short_side", 160) or 160),
         per_image=int(per_image),
-        seed=int(get("sample_seed", 0) or 0),
+        seed=int(config_field(cfg, "sample_seed", 0) or 0),
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ssl_jax.data.sources import Source
+from ssl_jax.data.registry import Source
 
 _POLL_S = 0.05  # how often a blocked producer checks whether it should stop
 

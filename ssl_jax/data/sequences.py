@@ -22,8 +22,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ssl_jax.data import sources
-from ssl_jax.data.sources import DatasetNotFoundError, Source
+from ssl_jax.data.common import (
+    GRAYSCALE_MODES,
+    check_indices,
+    config_field,
+    decode_image,
+    open_tfds,
+    to_hw,
+)
+from ssl_jax.data.registry import Source, get_source, register
 
 MOTIONS = ("translate", "rotate")
 
@@ -127,7 +134,7 @@ class MovingItemsSource:
         return np.stack(frames)
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = sources._check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         rows = self.base.get(indices)
         make = self._translate if self.motion == "translate" else self._rotate
         frames = (
@@ -155,8 +162,8 @@ def _is_grayscale(frame: Any) -> bool:
         return frame.ndim == 2 or frame.shape[-1] == 1
     if isinstance(frame, bytes):
         with Image.open(io.BytesIO(frame)) as image:
-            return image.mode in sources._GRAYSCALE_MODES
-    return frame.mode in sources._GRAYSCALE_MODES
+            return image.mode in GRAYSCALE_MODES
+    return frame.mode in GRAYSCALE_MODES
 
 
 def _squeeze_channel(frame: Any) -> Any:
@@ -200,7 +207,7 @@ class VideoRecordsSource:
         self.name = name
         self.frames_key = frames_key
         self.label_key = label_key
-        self._size = sources._to_hw(image_size)
+        self._size = to_hw(image_size)
         self.frame_stride = int(frame_stride)
         self.clip_start = int(clip_start)
         first = records[0] if len(records) else None
@@ -241,11 +248,11 @@ class VideoRecordsSource:
                 f"{self.name}: a video has {len(frames)} frames, too few for a clip of "
                 f"{self.num_frames} (every {self.frame_stride} from {self.clip_start})"
             )
-        decoded = [sources._decode(_squeeze_channel(f), self._mode, self._size) for f in chosen]
+        decoded = [decode_image(_squeeze_channel(f), self._mode, self._size) for f in chosen]
         return np.stack(decoded)
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = sources._check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         getitems = getattr(self._records, "__getitems__", None)  # one batched ArrayRecord read
         records = getitems(indices.tolist()) if getitems else [self._records[i] for i in indices]
         clips = [self._clip(r) for r in records]
@@ -275,23 +282,7 @@ def tfds_video(
     """A prepared tfds video dataset (ArrayRecord format) by name, e.g. "moving_mnist" (20 frames of
     64x64x1 per record under "image_sequence", one "test" split of 10,000: take train/test as
     "test[:90%]" / "test[90%:]"). kwargs: VideoRecordsSource's clip options."""
-    import tensorflow_datasets as tfds  # deferred: importing tfds costs ~0.5 s
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError as e:
-        raise DatasetNotFoundError(
-            sources._tfds_hint(name, data_dir, "is neither known nor found")
-        ) from e
-    if not builder.is_prepared():
-        raise DatasetNotFoundError(sources._tfds_hint(name, data_dir, "is not prepared"))
-    try:
-        records = builder.as_data_source(split=split)
-    except NotImplementedError as e:
-        raise DatasetNotFoundError(
-            sources._tfds_hint(name, data_dir, "is not in ArrayRecord format")
-        ) from e
-    features = builder.info.features
+    records, features = open_tfds(name, split, data_dir)
     if frames_key not in features:
         raise ValueError(f"tfds {name!r} has no feature {frames_key!r}; it has {list(features)}")
     label_key = label_key if label_key and label_key in features else None
@@ -314,41 +305,43 @@ def _as_dict(cfg: Any) -> dict[str, Any]:
     return dict(cfg) if isinstance(cfg, dict) else dict(vars(cfg))
 
 
+@register("moving_fashion_mnist")
 def moving_items_from_cfg(cfg: Any, split: str) -> MovingItemsSource:
     """data.name="moving_fashion_mnist": clips of the items of the source named data.base (default
     "embedded_fashion_mnist"; "fashion_mnist" with data.data_dir for the full set), with
     data.{num_frames, canvas_size, motion, max_speed, sequence_seed}."""
-    base_name = sources._cfg(cfg, "base", "embedded_fashion_mnist")
-    base = sources.get_source({**_as_dict(cfg), "name": base_name}, split)
+    base_name = config_field(cfg, "base", "embedded_fashion_mnist")
+    base = get_source({**_as_dict(cfg), "name": base_name}, split)
     return MovingItemsSource(
         base,
-        num_frames=int(sources._cfg(cfg, "num_frames", 8)),
-        canvas_size=int(sources._cfg(cfg, "canvas_size", 40)),
-        motion=sources._cfg(cfg, "motion", "translate"),
-        max_speed=int(sources._cfg(cfg, "max_speed", 3)),
-        seed=int(sources._cfg(cfg, "sequence_seed", 0)),
+        num_frames=int(config_field(cfg, "num_frames", 8)),
+        canvas_size=int(config_field(cfg, "canvas_size", 40)),
+        motion=config_field(cfg, "motion", "translate"),
+        max_speed=int(config_field(cfg, "max_speed", 3)),
+        seed=int(config_field(cfg, "sequence_seed", 0)),
         split=split,
     )
 
 
+@register("tfds_video")
 def tfds_video_from_cfg(cfg: Any, split: str) -> VideoRecordsSource:
     """data.name="tfds_video": data.tfds_name (e.g. "moving_mnist"), data.frames_key, data.label_key,
     data.{train,test}_split, data.{num_frames, frame_stride, clip_start, frame_size} (frame_size: resize
     every frame to this side; 0 keeps the dataset's)."""
-    name = sources._cfg(cfg, "tfds_name")
+    name = config_field(cfg, "tfds_name")
     if not name:
         raise ValueError(
             "data.name='tfds_video' needs --config.data.tfds_name, e.g. 'moving_mnist'"
         )
-    num_frames = sources._cfg(cfg, "num_frames", 0)
+    num_frames = config_field(cfg, "num_frames", 0)
     return tfds_video(
         name,
-        sources._cfg(cfg, f"{split}_split", split),
-        data_dir=sources._cfg(cfg, "data_dir") or None,
-        frames_key=sources._cfg(cfg, "frames_key", "image_sequence"),
-        label_key=sources._cfg(cfg, "label_key") or None,
+        config_field(cfg, f"{split}_split", split),
+        data_dir=config_field(cfg, "data_dir") or None,
+        frames_key=config_field(cfg, "frames_key", "image_sequence"),
+        label_key=config_field(cfg, "label_key") or None,
         num_frames=int(num_frames) or None,
-        frame_stride=int(sources._cfg(cfg, "frame_stride", 1)),
-        clip_start=int(sources._cfg(cfg, "clip_start", 0)),
-        image_size=sources._cfg(cfg, "frame_size") or None,
+        frame_stride=int(config_field(cfg, "frame_stride", 1)),
+        clip_start=int(config_field(cfg, "clip_start", 0)),
+        image_size=config_field(cfg, "frame_size") or None,
     )

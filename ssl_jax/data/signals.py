@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ssl_jax.data.common import config_field
+from ssl_jax.data.registry import register
+
 SPLIT_CODES = {"train": 0, "test": 1}
 
 
@@ -98,24 +101,23 @@ class SyntheticSignalSource:
         return {"signal": signals, "label": np.asarray([r[1] for r in rows], np.int32)}
 
 
+@register("synthetic_signals")
 def synthetic_signals_from_cfg(cfg: Any, split: str) -> SyntheticSignalSource:
     """SOURCES entry "synthetic_signals": config.data.{num_train, num_test, signal_length, num_classes,
     noise_std, f_min, f_max, jitter, signal_seed} (defaults: 10,000 / 2,000 rows of 1,024 samples, 10 classes)."""
 
-    def field(key, default):
-        value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-        return default if value is None else value
-
     return SyntheticSignalSource(
         split,
-        num_examples=field(
-            "num_train" if split == "train" else "num_test", 10_000 if split == "train" else 2_000
+        num_examples=config_field(
+            cfg,
+            "num_train" if split == "train" else "num_test",
+            10_000 if split == "train" else 2_000,
         ),
-        length=field("signal_length", 1024),
-        num_classes=field("num_classes", 10),
-        noise_std=field("noise_std", 0.5),
-        f_min=field("f_min", 0.01),
-        f_max=field("f_max", 0.08),
-        jitter=field("jitter", 0.03),
-        seed=field("signal_seed", 0),
+        length=config_field(cfg, "signal_length", 1024),
+        num_classes=config_field(cfg, "num_classes", 10),
+        noise_std=config_field(cfg, "noise_std", 0.5),
+        f_min=config_field(cfg, "f_min", 0.01),
+        f_max=config_field(cfg, "f_max", 0.08),
+        jitter=config_field(cfg, "jitter", 0.03),
+        seed=config_field(cfg, "signal_seed", 0),
     )

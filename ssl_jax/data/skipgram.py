@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ssl_jax.data.sources import DatasetNotFoundError
+from ssl_jax.data.common import DatasetNotFoundError, config_field
+from ssl_jax.data.registry import register
 
 TOKEN_PATTERN = re.compile(r"[a-z]+(?:'[a-z]+)?")
 SPLITS = ("train", "test")
@@ -186,19 +187,16 @@ def _vocabulary(data_dir: str, min_count: int, max_vocab: int, test_fraction: fl
     return Vocabulary.build(streams, min_count=min_count, max_size=max_vocab)
 
 
+@register("skipgram_text")
 def skipgram_from_cfg(cfg: Any, split: str) -> SkipGramSource:
     """SOURCES entry "skipgram_text": config.data.{data_dir, window, min_count, max_vocab,
     test_fraction}."""
 
-    def field(key, default):
-        value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-        return default if value is None else value
-
     return SkipGramSource(
-        field("data_dir", ""),
+        config_field(cfg, "data_dir", ""),
         split,
-        window=int(field("window", 5)),
-        min_count=int(field("min_count", 5)),
-        max_vocab=int(field("max_vocab", 0)),
-        test_fraction=float(field("test_fraction", 0.1)),
+        window=int(config_field(cfg, "window", 5)),
+        min_count=int(config_field(cfg, "min_count", 5)),
+        max_vocab=int(config_field(cfg, "max_vocab", 0)),
+        test_fraction=float(config_field(cfg, "test_fraction", 0.1)),
     )

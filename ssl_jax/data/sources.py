@@ -2,22 +2,35 @@
 
 Every source has `len(source)`, `source.get(indices)` -> {"image": uint8 [n, H, W, C], "label": int32 [n]}
 ("label" only when the data has labels), and the attributes `name`, `image_shape` (H, W, C) and
-`num_classes` (None without labels). `get_source(data_cfg, split)` picks one by `data_cfg.name`.
+`num_classes` (None without labels). Registered names (`ssl_jax.data.get_source` picks one by
+`data_cfg.name`): "embedded_fashion_mnist", "fashion_mnist", "npz", "image_folder", "tfds".
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import io
 import math
 import os
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from ssl_jax.data.common import (
+    EMBEDDED_HINT,
+    GRAYSCALE_MODES,
+    DatasetNotFoundError,
+    check_indices,
+    config_field,
+    decode_image,
+    open_tfds,
+    stack_images,
+    to_hw,
+)
+from ssl_jax.data.registry import Source, register
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -32,38 +45,6 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "embedded", "fashion_mnist_subset.npz")
-_EMBEDDED_HINT = (
-    "--config.data.name=embedded_fashion_mnist trains on the subset shipped with ssl_jax."
-)
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The data a source needs is not on disk; the message says how to get it."""
-
-
-@runtime_checkable
-class Source(Protocol):
-    """What the loaders need from a dataset."""
-
-    name: str
-    image_shape: tuple[int, int, int]
-    num_classes: int | None
-
-    def __len__(self) -> int: ...
-
-    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
-
-
-def _check_indices(indices: np.ndarray, size: int) -> np.ndarray:
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
-        raise IndexError(
-            f"indices must be a 1-D integer array; got {indices.dtype} {indices.shape}"
-        )
-    # Negative indices would silently wrap in numpy; a loader bug should not read the wrong rows.
-    if indices.size and (indices.min() < 0 or indices.max() >= size):
-        raise IndexError(f"indices must lie in [0, {size}); got [{indices.min()}, {indices.max()}]")
-    return indices
 
 
 class ArraySource:
@@ -119,7 +100,7 @@ class ArraySource:
         return len(self.images)
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = _check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         out = {"image": self.images[indices]}
         if self.labels is not None:
             out["label"] = self.labels[indices]
@@ -141,7 +122,7 @@ class NpzSource(ArraySource):
             raise DatasetNotFoundError(
                 f"npz file {path!r} does not exist. Write one with "
                 "np.savez(path, images=uint8 [n, H, W(, C)], labels=int [n]) and set "
-                f"--config.data.path. {_EMBEDDED_HINT}"
+                f"--config.data.path. {EMBEDDED_HINT}"
             )
         prefix = f"{split}_" if split else ""
         with np.load(path) as data:
@@ -187,7 +168,7 @@ def _fashion_mnist_hint(directory: str | None, missing: str = "IDX files") -> st
         f"Fashion-MNIST {missing} not found in {directory!r}. Install the four files with "
         "`apt-get install dataset-fashion-mnist` (they land in /usr/share/datasets/fashion-mnist) "
         f"or download {names} from https://github.com/zalandoresearch/fashion-mnist (data/fashion), "
-        f"then set --config.data.data_dir=DIR. {_EMBEDDED_HINT}"
+        f"then set --config.data.data_dir=DIR. {EMBEDDED_HINT}"
     )
 
 
@@ -223,45 +204,6 @@ def embedded_fashion_mnist(split: str) -> NpzSource:
 
 
 _IMAGE_EXTENSIONS = tuple(".png .jpg .jpeg .bmp .gif .webp .ppm .pgm .tif .tiff".split())
-_GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
-
-
-def _to_hw(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if image_size is None:
-        return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    height, width = image_size
-    return (int(height), int(width))
-
-
-def _decode(image: Any, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-    """A PIL image, encoded bytes or an array -> uint8 [H, W, C] in `mode`, resized to (H, W)."""
-    if isinstance(image, bytes):
-        image = Image.open(io.BytesIO(image))
-    elif isinstance(image, np.ndarray):
-        if size is None and image.dtype == np.uint8:
-            return image if image.ndim == 3 else image[..., None]
-        image = Image.fromarray(
-            image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image
-        )
-    image = image.convert(mode)
-    if size is not None and image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    return array if array.ndim == 3 else array[..., None]
-
-
-def _stack(images: list[np.ndarray], expected: tuple[int, int, int], where: str) -> np.ndarray:
-    if not images:
-        return np.zeros((0, *expected), np.uint8)
-    for image in images:
-        if image.shape != expected:
-            raise ValueError(
-                f"{where}: an image has shape {image.shape}, expected {expected} (the first image's "
-                "shape); pass image_size= (--config.data.image_size) to resize every image"
-            )
-    return np.stack(images)
 
 
 class ImageFolderSource:
@@ -278,7 +220,7 @@ class ImageFolderSource:
         if not os.path.isdir(root):
             raise DatasetNotFoundError(
                 f"image folder {root!r} does not exist; expected {root}/<class_name>/<image files>. "
-                f"Set --config.data.data_dir. {_EMBEDDED_HINT}"
+                f"Set --config.data.data_dir. {EMBEDDED_HINT}"
             )
         self.name = name or os.path.basename(os.path.normpath(root))
         self.class_names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
@@ -302,10 +244,10 @@ class ImageFolderSource:
         self.labels = np.asarray(labels, np.int32)
         with Image.open(self.paths[0]) as first:
             if grayscale is None:
-                grayscale = first.mode in _GRAYSCALE_MODES
+                grayscale = first.mode in GRAYSCALE_MODES
             width, height = first.size
         self._mode = "L" if grayscale else "RGB"
-        self._size = _to_hw(image_size)
+        self._size = to_hw(image_size)
         self.image_shape = (*(self._size or (height, width)), 1 if grayscale else 3)
 
     def __len__(self) -> int:
@@ -314,7 +256,7 @@ class ImageFolderSource:
     def _load(self, path: str) -> np.ndarray:
         try:
             with Image.open(path) as image:
-                array = _decode(image, self._mode, self._size)
+                array = decode_image(image, self._mode, self._size)
         except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for truncated/unknown data
             if isinstance(e, OSError) and e.errno is not None:
                 raise  # the file system's error (missing, unreadable), not the file's content
@@ -331,29 +273,18 @@ class ImageFolderSource:
         return array
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = _check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         images = [self._load(self.paths[i]) for i in indices]
         return {
-            "image": _stack(images, self.image_shape, self.name),
+            "image": stack_images(images, self.image_shape, self.name),
             "label": self.labels[indices],
         }
-
-
-def _tfds_hint(name: str, data_dir: str | None, problem: str) -> str:
-    where = data_dir or "~/tensorflow_datasets"
-    return (
-        f"tfds dataset {name!r} {problem} in {where}. Prepare it in ArrayRecord format once (building "
-        f"needs TensorFlow; training does not): pip install 'ssl_jax[tf]' && tfds build {name} "
-        f"--data_dir {where} --file_format=array_record; or point --config.data.data_dir at a "
-        f"directory that holds it. {_EMBEDDED_HINT}"
-    )
 
 
 class TfdsSource:
     """A prepared tfds dataset read by random access from ArrayRecord files; TensorFlow not needed.
 
-    This is `tfds.data_source(name, split=split, data_dir=data_dir, download=False)`, done in its two
-    steps so that a dataset that is not prepared gives a message saying how to prepare it.
+    Opened by `ssl_jax.data.common.open_tfds`, whose errors say how to prepare a missing dataset.
     """
 
     def __init__(
@@ -366,23 +297,7 @@ class TfdsSource:
         *,
         image_size: int | Sequence[int] | None = None,
     ):
-        import tensorflow_datasets as tfds  # deferred: importing tfds costs ~0.5 s
-
-        try:
-            builder = tfds.builder(name, data_dir=data_dir)
-        except tfds.core.DatasetNotFoundError as e:
-            raise DatasetNotFoundError(
-                _tfds_hint(name, data_dir, "is neither known nor found")
-            ) from e
-        if not builder.is_prepared():
-            raise DatasetNotFoundError(_tfds_hint(name, data_dir, "is not prepared"))
-        try:
-            self._records = builder.as_data_source(split=split)
-        except NotImplementedError as e:  # prepared as TFRecord, which has no random access
-            raise DatasetNotFoundError(
-                _tfds_hint(name, data_dir, "is not in ArrayRecord format")
-            ) from e
-        features = builder.info.features
+        self._records, features = open_tfds(name, split, data_dir)
         if image_key not in features:
             raise ValueError(f"tfds {name!r} has no feature {image_key!r}; it has {list(features)}")
         self.name = name
@@ -394,7 +309,7 @@ class TfdsSource:
         self.class_names = tuple(names) if names else None
         shape = tuple(features[image_key].shape)
         self._mode = "L" if shape[-1] == 1 else "RGB"
-        self._size = _to_hw(image_size)
+        self._size = to_hw(image_size)
         if self._size is None and None in shape[:2]:  # variable-sized images: take the first one's
             shape = self._decode(self._records[0]).shape
         self.image_shape = (*(self._size or shape[:2]), shape[-1])
@@ -403,134 +318,64 @@ class TfdsSource:
         return len(self._records)
 
     def _decode(self, record: dict[str, Any]) -> np.ndarray:
-        return _decode(record[self._image_key], self._mode, self._size)
+        return decode_image(record[self._image_key], self._mode, self._size)
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = _check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         getitems = getattr(self._records, "__getitems__", None)  # one batched ArrayRecord read
         records = getitems(indices.tolist()) if getitems else [self._records[i] for i in indices]
         images = [self._decode(r) for r in records]
-        out = {"image": _stack(images, self.image_shape, self.name)}
+        out = {"image": stack_images(images, self.image_shape, self.name)}
         if self._label_key:
             out["label"] = np.asarray([r[self._label_key] for r in records], np.int32)
         return out
 
 
-def _cfg(cfg: Any, key: str, default: Any = None) -> Any:
-    """Reads a field from a ConfigDict, a dict or any object with attributes."""
-    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    return default if value is None else value
+@register("embedded_fashion_mnist")
+def _embedded_from_cfg(cfg: Any, split: str) -> Source:
+    del cfg  # the subset has no settings
+    return embedded_fashion_mnist(split)
 
 
+@register("fashion_mnist")
+def _fashion_mnist_from_cfg(cfg: Any, split: str) -> Source:
+    return fashion_mnist(config_field(cfg, "data_dir"), split)
+
+
+@register("npz")
 def _npz_from_cfg(cfg: Any, split: str) -> Source:
-    path = _cfg(cfg, "path")
+    path = config_field(cfg, "path")
     if not path:
-        raise DatasetNotFoundError(f"data.name='npz' needs --config.data.path. {_EMBEDDED_HINT}")
+        raise DatasetNotFoundError(f"data.name='npz' needs --config.data.path. {EMBEDDED_HINT}")
     # "{split}" in the path means one file per split with plain keys; otherwise keys are per split.
     if "{split}" in path:
         return NpzSource(path.format(split=split))
     return NpzSource(path, split)
 
 
+@register("image_folder")
 def _image_folder_from_cfg(cfg: Any, split: str) -> Source:
-    data_dir = _cfg(cfg, "data_dir")
+    data_dir = config_field(cfg, "data_dir")
     if not data_dir:
         raise DatasetNotFoundError(
             "data.name='image_folder' needs --config.data.data_dir=DIR holding "
-            f"DIR/{split}/<class_name>/<image files>. {_EMBEDDED_HINT}"
+            f"DIR/{split}/<class_name>/<image files>. {EMBEDDED_HINT}"
         )
-    return ImageFolderSource(os.path.join(data_dir, split), image_size=_cfg(cfg, "image_size"))
+    return ImageFolderSource(
+        os.path.join(data_dir, split), image_size=config_field(cfg, "image_size")
+    )
 
 
+@register("tfds")
 def _tfds_from_cfg(cfg: Any, split: str) -> Source:
-    name = _cfg(cfg, "tfds_name")
+    name = config_field(cfg, "tfds_name")
     if not name:
         raise ValueError("data.name='tfds' needs --config.data.tfds_name, e.g. 'cifar10'")
     return TfdsSource(
         name,
-        _cfg(cfg, f"{split}_split", split),  # e.g. train_split="train[:90%]"
-        data_dir=_cfg(cfg, "data_dir"),
-        image_key=_cfg(cfg, "image_key", "image"),
-        label_key=_cfg(cfg, "label_key", "label"),
-        image_size=_cfg(cfg, "image_size"),
+        config_field(cfg, f"{split}_split", split),  # e.g. train_split="train[:90%]"
+        data_dir=config_field(cfg, "data_dir"),
+        image_key=config_field(cfg, "image_key", "image"),
+        label_key=config_field(cfg, "label_key", "label"),
+        image_size=config_field(cfg, "image_size"),
     )
-
-
-def _captions():
-    from ssl_jax.data import captions
-
-    return captions
-
-
-def _sequences():
-    from ssl_jax.data import sequences
-
-    return sequences
-
-
-def _subsets():
-    from ssl_jax.data import subsets
-
-    return subsets
-
-
-def _signals():
-    from ssl_jax.data import signals
-
-    return signals
-
-
-def _skipgram():
-    from ssl_jax.data import skipgram
-
-    return skipgram
-
-
-def _text_module():
-    from ssl_jax.data import text  # deferred: ssl_jax.data.text imports this module
-
-    return text
-
-
-def _color_samples():
-    from ssl_jax.data import color_samples  # deferred: it imports this module (and scikit-image)
-
-    return color_samples
-
-
-SOURCES: dict[str, Callable[[Any, str], Source]] = {
-    "embedded_fashion_mnist": lambda cfg, split: embedded_fashion_mnist(split),
-    "fashion_mnist": lambda cfg, split: fashion_mnist(_cfg(cfg, "data_dir"), split),
-    "npz": _npz_from_cfg,
-    "image_folder": _image_folder_from_cfg,
-    "tfds": _tfds_from_cfg,
-    "text_files": lambda cfg, split: _text_module().text_files_from_cfg(cfg, split),
-    "tfds_text": lambda cfg, split: _text_module().tfds_text_from_cfg(cfg, split),
-    # Image-text pairs (ssl_jax.data.captions, which imports this module: looked up on use).
-    "captioned": lambda cfg, split: _captions().captioned_from_cfg(cfg, split),
-    "tfds_captions": lambda cfg, split: _captions().tfds_captions_from_cfg(cfg, split),
-    # Clips of frames (ssl_jax.data.sequences) and class subsets (ssl_jax.data.subsets), which import
-    # this module: looked up on use.
-    "moving_fashion_mnist": lambda cfg, split: _sequences().moving_items_from_cfg(cfg, split),
-    "tfds_video": lambda cfg, split: _sequences().tfds_video_from_cfg(cfg, split),
-    "class_subset": lambda cfg, split: _subsets().class_subset_from_cfg(cfg, split),
-    # Synthetic 1-D signals (ssl_jax.data.signals) and skip-gram windows over text files
-    # (ssl_jax.data.skipgram): looked up on use.
-    "synthetic_signals": lambda cfg, split: _signals().synthetic_signals_from_cfg(cfg, split),
-    "skipgram_text": lambda cfg, split: _skipgram().skipgram_from_cfg(cfg, split),
-    # Random crops of scikit-image's bundled colour photographs (ssl_jax.data.color_samples).
-    "skimage_samples": lambda cfg, split: _color_samples().skimage_samples_from_cfg(cfg, split),
-}
-
-
-def example_shape(source: Source, key: str = "image") -> tuple[int, ...]:
-    """The shape of one example's `key` field ([H, W, C] for "image", [L] for "tokens")."""
-    return tuple(np.asarray(source.get(np.zeros(1, np.int64))[key]).shape[1:])
-
-
-def get_source(data_cfg: Any, split: str) -> Source:
-    """The source named by `data_cfg.name` (a key of SOURCES) for `split` ("train" or "test")."""
-    name = _cfg(data_cfg, "name")
-    if name not in SOURCES:
-        raise ValueError(f"unknown data.name {name!r}; valid names: {', '.join(sorted(SOURCES))}")
-    return SOURCES[name](data_cfg, split)

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ssl_jax.data import sources
-from ssl_jax.data.sources import Source
+from ssl_jax.data.common import check_indices, config_field
+from ssl_jax.data.registry import Source, get_source, register
 
 _LABEL_CHUNK = 4096  # rows per read when a source keeps no label array
 
@@ -64,24 +64,25 @@ class ClassSubsetSource:
         return len(self._rows)
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = sources._check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         out = self._source.get(self._rows[indices])
         out["label"] = self._relabel[out["label"]]
         return out
 
 
+@register("class_subset")
 def class_subset_from_cfg(cfg: Any, split: str) -> ClassSubsetSource:
     """data.name="class_subset": the classes data.classes of the source named data.base."""
-    base_name = sources._cfg(cfg, "base")
-    classes = sources._cfg(cfg, "classes")
+    base_name = config_field(cfg, "base")
+    classes = config_field(cfg, "classes")
     if not base_name or not classes:
         raise ValueError(
             "data.name='class_subset' needs --config.data.base (e.g. fashion_mnist) and "
             "--config.data.classes (e.g. '(5,6,7,8,9)')"
         )
     fields = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-    source = ClassSubsetSource(sources.get_source({**fields, "name": base_name}, split), classes)
-    declared = sources._cfg(cfg, "num_classes")
+    source = ClassSubsetSource(get_source({**fields, "name": base_name}, split), classes)
+    declared = config_field(cfg, "num_classes")
     if declared is not None and int(declared) != source.num_classes:
         raise ValueError(
             f"data.num_classes is {declared} but data.classes selects {source.num_classes}; set "

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ssl_jax.data import tokenizer as tokenizers
-from ssl_jax.data.sources import DatasetNotFoundError, _cfg, _check_indices
+from ssl_jax.data.common import DatasetNotFoundError, check_indices, config_field, open_tfds
+from ssl_jax.data.registry import register
 
 SPLITS = ("train", "validation", "test")
 # Within every run of ten blocks of a file: block 8 is validation, block 9 test, the rest train.
@@ -141,7 +142,7 @@ class TextSource:
         return len(self.tokens)
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = _check_indices(indices, len(self))
+        indices = check_indices(indices, len(self))
         out = {"tokens": self.tokens[indices]}
         if self.labels is not None:
             out["label"] = self.labels[indices]
@@ -269,27 +270,6 @@ def build_tokenizer(
 # ------------------------------------------------------------------------------------------ tfds
 
 
-def load_tfds_records(name: str, split: str, data_dir: str | None) -> tuple[Any, Any]:
-    """(random-access records, label feature or None) of a prepared tfds dataset; TF not needed."""
-    import tensorflow_datasets as tfds  # deferred: importing tfds costs ~0.5 s
-
-    from ssl_jax.data.sources import _tfds_hint
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError as e:
-        raise DatasetNotFoundError(_tfds_hint(name, data_dir, "is neither known nor found")) from e
-    if not builder.is_prepared():
-        raise DatasetNotFoundError(_tfds_hint(name, data_dir, "is not prepared"))
-    try:
-        records = builder.as_data_source(split=split)
-    except NotImplementedError as e:
-        raise DatasetNotFoundError(
-            _tfds_hint(name, data_dir, "is not in ArrayRecord format")
-        ) from e
-    return records, builder.info.features
-
-
 def text_source_from_tfds(
     records_by_split: Mapping[str, Sequence[Mapping[str, Any]]],
     split: str,
@@ -337,17 +317,18 @@ def _cached_text_files(data_dir, split, seq_len, tokenizer, vocab_size, tokenize
     )
 
 
+@register("text_files")
 def text_files_from_cfg(cfg: Any, split: str) -> TextSource:
     """data.name = "text_files": data_dir, seq_len, tokenizer, vocab_size, tokenizer_path."""
     check_split(split)
     return _cached_text_files(
-        os.path.abspath(_cfg(cfg, "data_dir", "")),
+        os.path.abspath(config_field(cfg, "data_dir", "")),
         split,
-        int(_cfg(cfg, "seq_len", 128)),
-        _cfg(cfg, "tokenizer", "bpe"),
-        int(_cfg(cfg, "vocab_size", 8192)),
-        _cfg(cfg, "tokenizer_path", "") or None,
-        int(_cfg(cfg, "num_blocks", 20)),
+        int(config_field(cfg, "seq_len", 128)),
+        config_field(cfg, "tokenizer", "bpe"),
+        int(config_field(cfg, "vocab_size", 8192)),
+        config_field(cfg, "tokenizer_path", "") or None,
+        int(config_field(cfg, "num_blocks", 20)),
     )
 
 
@@ -356,10 +337,10 @@ def _cached_tfds_text(
     name, split, data_dir, splits, text_key, label_key, seq_len, tok, vocab, path
 ):
     split_names = dict(splits)
-    train_records, features = load_tfds_records(name, split_names["train"], data_dir)
+    train_records, features = open_tfds(name, split_names["train"], data_dir)
     records = {"train": train_records}
     if split != "train":
-        records[split], _ = load_tfds_records(name, split_names[split], data_dir)
+        records[split], _ = open_tfds(name, split_names[split], data_dir)
     if text_key not in features:
         raise ValueError(f"tfds {name!r} has no feature {text_key!r}; it has {list(features)}.")
     label_key = label_key if label_key and label_key in features else None
@@ -377,25 +358,26 @@ def _cached_tfds_text(
     )
 
 
+@register("tfds_text")
 def tfds_text_from_cfg(cfg: Any, split: str) -> TextSource:
     """data.name = "tfds_text": tfds_name, data_dir, text_key ("text"), label_key ("label"),
     {train,validation,test}_split (tfds split strings, e.g. validation_split="train[90%:]")."""
     check_split(split)
-    name = _cfg(cfg, "tfds_name")
+    name = config_field(cfg, "tfds_name")
     if not name:
         raise ValueError(
             "data.name='tfds_text' needs --config.data.tfds_name, e.g. 'imdb_reviews'."
         )
-    splits = tuple((s, _cfg(cfg, f"{s}_split", s)) for s in SPLITS)
+    splits = tuple((s, config_field(cfg, f"{s}_split", s)) for s in SPLITS)
     return _cached_tfds_text(
         name,
         split,
-        _cfg(cfg, "data_dir", "") or None,
+        config_field(cfg, "data_dir", "") or None,
         splits,
-        _cfg(cfg, "text_key", "text"),
-        _cfg(cfg, "label_key", "label"),
-        int(_cfg(cfg, "seq_len", 128)),
-        _cfg(cfg, "tokenizer", "bpe"),
-        int(_cfg(cfg, "vocab_size", 8192)),
-        _cfg(cfg, "tokenizer_path", "") or None,
+        config_field(cfg, "text_key", "text"),
+        config_field(cfg, "label_key", "label"),
+        int(config_field(cfg, "seq_len", 128)),
+        config_field(cfg, "tokenizer", "bpe"),
+        int(config_field(cfg, "vocab_size", 8192)),
+        config_field(cfg, "tokenizer_path", "") or None,
     )

@@ -21,6 +21,7 @@ import collections
 import functools
 import heapq
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -153,8 +154,6 @@ class BPETokenizer(_SpecialIds):
 
 
 def _write_json(path: str, payload: dict) -> None:
-    import os
-
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -264,8 +263,6 @@ def get_tokenizer(
         return ByteTokenizer()
     if kind != "bpe":
         raise ValueError(f"Unknown tokenizer {kind!r}; valid: {', '.join(TOKENIZER_KINDS)}.")
-    import os
-
     if path and os.path.isfile(path):
         tokenizer = load_tokenizer(path)
         if not isinstance(tokenizer, BPETokenizer) or tokenizer.vocab_size > vocab_size:
