@@ -62,8 +62,10 @@ def train_step(
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     mesh: jax.sharding.Mesh,
+    guard_nonfinite: bool = True,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer step on a global batch sharded over the data axis."""
+    """One optimizer step on a global batch sharded over the data axis. guard_nonfinite=False drops the
+    select that keeps the old state on a non-finite step (benchmarks/ablations.py times its cost)."""
     axis = parallel.DATA_AXIS
 
     def device_loss(params, batch_stats, extra, batch, rng, step):
@@ -100,8 +102,9 @@ def train_step(
     # A non-finite loss or gradient leaves everything but the step counter as it was, so the state in
     # memory (and any checkpoint written from it) stays the last good one; the host decides what to do.
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
-    new_state = kept.replace(step=state.step + 1)
+    if guard_nonfinite:
+        kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+        new_state = kept.replace(step=state.step + 1)
     metrics = {
         "loss": loss,
         "learning_rate": schedule(state.step),
@@ -116,9 +119,16 @@ def train_step(
 _global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
 
 
-def make_train_step(method, tx, schedule, mesh):
+def make_train_step(method, tx, schedule, mesh, *, guard_nonfinite: bool = True):
     """The jitted step: state replicated and donated, batch split over the data axis."""
-    step = functools.partial(train_step, method=method, tx=tx, schedule=schedule, mesh=mesh)
+    step = functools.partial(
+        train_step,
+        method=method,
+        tx=tx,
+        schedule=schedule,
+        mesh=mesh,
+        guard_nonfinite=guard_nonfinite,
+    )
     replicated = parallel.replicated(mesh)
     return jax.jit(
         step,

@@ -138,11 +138,14 @@ def profile_summary(trace_dir: str, hlo_text: str, steps: int, top: int = 8) -> 
     }
 
 
-def trace_steps(step_fn, state, batch_at, *, start: int, steps: int, trace_dir: str):
+def trace_steps(
+    step_fn, state, batch_at, *, start: int, steps: int, trace_dir: str, hlo_text: str = ""
+):
     """`steps` steps under jax.profiler.trace (TensorBoard / Perfetto / XProf format), each annotated as
-    a training step; the optimized HLO written beside the trace and used to name what ran."""
+    a training step; the optimized HLO (`hlo_text`, or compiled here from the jitted `step_fn`) written
+    beside the trace and used to name what ran."""
     os.makedirs(trace_dir, exist_ok=True)
-    hlo_text = step_fn.lower(state, batch_at(start)).compile().as_text()
+    hlo_text = hlo_text or step_fn.lower(state, batch_at(start)).compile().as_text()
     with open(os.path.join(trace_dir, "step.hlo.txt"), "w") as f:
         f.write(hlo_text)
     with jax.profiler.trace(trace_dir):

@@ -96,26 +96,13 @@ def run_case(
     config = case.config_fn(examples)
     method = get_method(config, num_steps=10_000, steps_per_epoch=100)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 100, 10_000), 10_000)
-    rng = np.random.default_rng(0)
-    # A few distinct host batches, rotated, so no step reuses device buffers of the previous one.
-    host = [case.inputs(rng, examples, config) for _ in range(3)]
-    example_shape = host[0][method.batch_keys[0]].shape[1:]
+    batch_at, example_shape = host_batches(case, config, examples, mesh, method.batch_keys[0])
     state = train.create_train_state(method, tx, jax.random.PRNGKey(0), example_shape)
     state = parallel.replicate(state, mesh)
     step_fn = train.make_train_step(method, tx, schedule, mesh)
-
-    def batch_at(i):
-        ids = np.arange(i * examples, (i + 1) * examples, dtype=np.int32)
-        return parallel.shard_batch({**host[i % 3], "example_ids": ids}, mesh)
-
-    t0 = time.perf_counter()
-    state, metrics = step_fn(state, batch_at(0))
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - t0
-    for i in range(1, warmup):
-        state, metrics = step_fn(state, batch_at(i))
-    jax.block_until_ready((state, metrics))
-    state, metrics, step_s = timed_windows(step_fn, state, batch_at, start=warmup, steps=steps)
+    state, metrics, compile_s, step_s = warm_and_time(
+        step_fn, state, batch_at, warmup=warmup, steps=steps
+    )
     items = examples * case.items_per_example(config)
     extra = {}
     if data_dir and config.data.name == "fashion_mnist":
@@ -167,6 +154,58 @@ def run_case(
             steps=profile_steps,
             trace_dir=os.path.join(profile_dir, case.name),
         )
+    return case_row(
+        case,
+        config,
+        examples=examples,
+        step_s=step_s,
+        compile_s=compile_s,
+        loss=float(metrics["loss"]),
+        extra=extra,
+    )
+
+
+def host_batches(case: Case, config, examples: int, mesh, input_key: str):
+    """(batch_at(i) -> the i-th step's batch shipped to the devices, the shape of one example): three
+    distinct host batches of `case.inputs`, rotated, so no step reuses the device buffers of the
+    previous one."""
+    rng = np.random.default_rng(0)
+    host = [case.inputs(rng, examples, config) for _ in range(3)]
+
+    def batch_at(i):
+        ids = np.arange(i * examples, (i + 1) * examples, dtype=np.int32)
+        return parallel.shard_batch({**host[i % 3], "example_ids": ids}, mesh)
+
+    return batch_at, host[0][input_key].shape[1:]
+
+
+def warm_and_time(step_fn, state, batch_at, *, warmup: int, steps: int):
+    """(state, metrics, compile_s, step_s): the first call (compilation included) clocked alone, then
+    `warmup` - 1 more steps, then `timed_windows` from step `warmup` on."""
+    t0 = time.perf_counter()
+    state, metrics = step_fn(state, batch_at(0))
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - t0
+    for i in range(1, warmup):
+        state, metrics = step_fn(state, batch_at(i))
+    jax.block_until_ready((state, metrics))
+    state, metrics, step_s = timed_windows(step_fn, state, batch_at, start=warmup, steps=steps)
+    return state, metrics, compile_s, step_s
+
+
+def case_row(
+    case: Case,
+    config,
+    *,
+    examples: int,
+    step_s: float,
+    compile_s: float,
+    loss: float,
+    extra: dict | None = None,
+) -> dict:
+    """A row of the throughput table: the rate in the case's unit, and TFLOP/s and MFU where the
+    case's FLOPs are counted and the device's peak is known."""
+    items = examples * case.items_per_example(config)
     row = {
         "case": case.name,
         "model": case.model,
@@ -177,11 +216,11 @@ def run_case(
         "items_per_s": items / step_s,
         "step_ms": 1e3 * step_s,
         "compile_s": compile_s,
-        "loss": float(metrics["loss"]),
+        "loss": loss,
         "tflops": None,
         "mfu": None,
         "note": case.note,
-        **extra,
+        **(extra or {}),
     }
     try:
         per_item = None if case.flops_per_item is None else case.flops_per_item(config)

@@ -45,12 +45,18 @@ class TwoViewMethod(Method):
         variables = self._network(None).init(rng, dummy, train=True)
         return Variables(variables["params"], variables["batch_stats"], extra={})
 
-    def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
-        del extra, step
+    def views(self, rng: jax.Array, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """The two float views [b, s, s, C] of this device's rows: config.augment applied twice to the
+        uint8 images, on device. (benchmarks/ablations.py overrides it to feed views made beforehand.)"""
         spec = self._view_spec()
         images, ids = batch["image"], batch["example_ids"]
         x1 = augment.augment_batch(jax.random.fold_in(rng, 1), images, ids, spec)
         x2 = augment.augment_batch(jax.random.fold_in(rng, 2), images, ids, spec)
+        return x1, x2
+
+    def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
+        del extra, step
+        x1, x2 = self.views(rng, batch)
         n = x1.shape[0]
         # One forward pass over both views: BN statistics are taken over all 2N views, as in SimCLR.
         (_, z), updates = self._network(axis_name).apply(
