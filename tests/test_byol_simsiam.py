@@ -14,7 +14,8 @@ import pytest
 from ssl_jax import augment, cli, optim, parallel, reporting, train
 from ssl_jax.losses import byol_loss, simsiam_loss
 from ssl_jax.methods import get_method
-from ssl_jax.methods.byol import BYOL, forward_views
+from ssl_jax.methods.bases import forward_views
+from ssl_jax.methods.byol import BYOL
 
 import engine_checks
 

@@ -7,6 +7,7 @@ import ml_collections
 from ssl_jax.methods.barlow_twins import BarlowTwins
 from ssl_jax.methods.bart import BART
 from ssl_jax.methods.base import LossAux, Method, TrainState, Variables
+from ssl_jax.methods.bases import TwoViewMethod
 from ssl_jax.methods.bert import BERT
 from ssl_jax.methods.byol import BYOL
 from ssl_jax.methods.clip import CLIP
@@ -21,7 +22,8 @@ from ssl_jax.methods.gpt import GPT
 from ssl_jax.methods.inpainting import Inpainting
 from ssl_jax.methods.mae import MAE
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
-from ssl_jax.methods.simclr import SimCLR, TwoViewMethod
+from ssl_jax.methods.online_probe import OnlineProbe
+from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.supervised import Supervised
 from ssl_jax.methods.vicreg import VICReg
@@ -64,8 +66,6 @@ def get_method(
     method_cls = method_class(config.method)
     method = method_cls(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
     if config.get("online_probe") is not None and config.online_probe.get("enabled", False):
-        from ssl_jax.methods.online_probe import OnlineProbe
-
         method = OnlineProbe(method)
     return method
 

@@ -8,12 +8,12 @@ the online network regresses onto view 2 through the target, and vice versa. Eac
 augmentation (BYOL's asymmetric pair) and its own forward pass (BN statistics per view, as in the paper's
 code); BN is synchronized over the data axis in both networks.
 
-`SiameseNetwork` (backbone -> projector [-> predictor]) is shared with SimSiam.
+The network (`bases.SiameseNetwork`), the target's copy and EMA (`bases.EMATargetMethod`) and the
+backbone's export are shared with SimSiam and MoCo through ssl_jax.methods.bases.
 """
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,68 +21,17 @@ import ml_collections
 from ssl_jax import augment, ema
 from ssl_jax.losses import byol_loss
 from ssl_jax.methods import common
-from ssl_jax.methods.base import LossAux, Method, PyTree, TrainState, Variables
-
-# The parts of the online network the target mirrors (the predictor has no target counterpart).
-TARGET_PARTS = ("encoder", "projector")
-
-
-class SiameseNetwork(nn.Module):
-    """backbone -> projector [-> predictor]. Parameters live under "encoder", "projector" and
-    "predictor", so the backbone exports on its own and a target without predictor mirrors the rest.
-
-    Returns (features, projection, prediction); prediction is None without a predictor.
-    """
-
-    encoder: nn.Module
-    projector: nn.Module
-    predictor: nn.Module | None = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-        features = self.encoder(x, train=train)
-        z = self.projector(features, train=train)
-        p = None if self.predictor is None else self.predictor(z, train=train)
-        return features, z, p
+from ssl_jax.methods.base import LossAux, PyTree, TrainState, Variables
+from ssl_jax.methods.bases import (
+    EMATargetMethod,
+    SiameseNetwork,
+    check_heads,
+    forward_views,
+    siamese_network,
+)
 
 
-def check_heads(config: ml_collections.ConfigDict) -> None:
-    """The predictor maps projections to projections, so its output width must be the projector's."""
-    proj, pred = config.model.projector, config.model.get("predictor")
-    if pred is None:
-        raise ValueError(f"{config.method} needs config.model.predictor (hidden_dim, output_dim).")
-    if pred.output_dim != proj.output_dim:
-        raise ValueError(
-            f"config.model.predictor.output_dim ({pred.output_dim}) must equal "
-            f"config.model.projector.output_dim ({proj.output_dim}): the prediction regresses "
-            "onto a projection."
-        )
-
-
-def forward_views(
-    network: nn.Module,
-    params: PyTree,
-    batch_stats: PyTree,
-    views: tuple[jax.Array, ...],
-) -> tuple[list[tuple[jax.Array, jax.Array, jax.Array | None]], PyTree]:
-    """One training-mode forward pass per view, threading the BN running statistics through them in
-    order (as two calls of a PyTorch module would). Returns the per-view outputs and the final stats."""
-    outputs = []
-    for x in views:
-        out, updates = network.apply(
-            {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
-        )
-        outputs.append(out)
-        batch_stats = updates["batch_stats"]
-    return outputs, batch_stats
-
-
-def target_part(tree: PyTree) -> PyTree:
-    """The encoder and projector subtrees of an online params / batch_stats tree."""
-    return {k: tree[k] for k in TARGET_PARTS if k in tree}
-
-
-class BYOL(Method):
+class BYOL(EMATargetMethod):
     """config.byol.tau_base; config.model.{encoder, projector, predictor}; config.augment (a ViewSpec
     preset: "byol" gives the asymmetric pair, views 0 and 1; any other preset is used for both views).
     """
@@ -103,16 +52,7 @@ class BYOL(Method):
     # ---- networks and views
 
     def _network(self, axis_name: str | None, *, with_predictor: bool) -> SiameseNetwork:
-        cfg = self.config
-        return SiameseNetwork(
-            encoder=common.build_encoder(cfg, axis_name=axis_name),
-            projector=common.build_mlp(cfg, cfg.model.projector, axis_name=axis_name),
-            predictor=(
-                common.build_mlp(cfg, cfg.model.predictor, axis_name=axis_name)
-                if with_predictor
-                else None
-            ),
-        )
+        return siamese_network(self.config, axis_name, with_predictor=with_predictor)
 
     def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
         return common.view_pair(self.config)
@@ -129,13 +69,8 @@ class BYOL(Method):
         dummy = jnp.zeros((2, size, size, image_shape[-1]), jnp.float32)
         variables = self._network(None, with_predictor=True).init(rng, dummy, train=True)
         params, batch_stats = variables["params"], variables["batch_stats"]
-        # The target starts as a copy of the online encoder and projector (solo-learn, MoCo); BYOL's
-        # code draws it from another seed and notes no significant difference.
-        extra = {
-            "target_params": target_part(params),
-            "target_batch_stats": target_part(batch_stats),
-        }
-        return Variables(params, batch_stats, extra)
+        # The target starts as a copy of the online encoder and projector.
+        return Variables(params, batch_stats, self.initial_target(params, batch_stats))
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         spec1, spec2 = self.view_specs()
@@ -170,18 +105,8 @@ class BYOL(Method):
         del extra_out
         tau = self.tau(state.step - 1)
         return {
-            "target_params": ema.ema_update(
-                state.extra["target_params"], target_part(state.params), tau
-            ),
-            "target_batch_stats": ema.ema_update(
-                state.extra["target_batch_stats"], target_part(state.batch_stats), tau
+            "target_params": self.ema_target(state.extra["target_params"], state.params, tau),
+            "target_batch_stats": self.ema_target(
+                state.extra["target_batch_stats"], state.batch_stats, tau
             ),
         }
-
-    def encoder_variables(self, params, batch_stats):
-        return {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}
-
-    def encode(self, encoder_variables, images):
-        x = common.eval_images(self.config, images)
-        encoder = common.build_encoder(self.config, axis_name=None)
-        return encoder.apply(encoder_variables, x, train=False).astype(jnp.float32)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax import augment, models
+from ssl_jax import augment, models, parallel
 from ssl_jax.losses._checks import l2_normalize
 
 
@@ -88,7 +88,5 @@ def eval_images(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Arr
 def embedding_std(z: jax.Array, axis_name: str | None = None) -> jax.Array:
     """Collapse indicator (Chen & He 2021): mean over dimensions of the std over the batch of l2-normalized
     embeddings. About 1/sqrt(dim) for well-spread embeddings, 0 when they collapse to a point."""
-    from ssl_jax import parallel
-
     z = parallel.all_gather(l2_normalize(z.astype(jnp.float32)), axis_name)
     return jnp.mean(jnp.std(z, axis=0))

@@ -9,7 +9,7 @@ statistics for VICReg), so the sum is exact on any number of devices.
 from __future__ import annotations
 
 from ssl_jax.losses import nt_xent, vicreg_loss
-from ssl_jax.methods.simclr import TwoViewMethod
+from ssl_jax.methods.bases import TwoViewMethod
 
 
 class SimCLRPlusVICReg(TwoViewMethod):

@@ -24,7 +24,8 @@ gives for the other global crops.
   over devices), as DINO's teacher does; its running averages are never used and are not kept.
 - Evaluation and export use the teacher backbone, as DINO reports it (`export_encoder`). A ResNet
   teacher has no running BN statistics of its own (it always runs on batch statistics), so its exported
-  statistics are the student's running averages.
+  statistics are the student's running averages. The backbone's variables and `encode` are
+  `bases.BackboneMethod`'s.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from ssl_jax.losses import dino_loss, dino_statistics
 from ssl_jax.losses._checks import l2_normalize
 from ssl_jax.losses.distillation import teacher_batch_center, update_center
 from ssl_jax.methods import common
-from ssl_jax.methods.base import LossAux, Method, Variables
+from ssl_jax.methods.base import LossAux, Variables
+from ssl_jax.methods.bases import BackboneMethod
 
 # PyTorch's default nn.Linear init, which DINO's weight-normalized last layer keeps.
 _torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -146,7 +148,7 @@ def _freeze_last_layer(params: Any, frozen: jax.Array) -> Any:
     return {**params, "head": {**params["head"], "last_layer": last}}
 
 
-class DINO(Method):
+class DINO(BackboneMethod):
     """config.dino: student_temp, teacher_temp, warmup_teacher_temp, warmup_teacher_temp_epochs,
     teacher_momentum, center_momentum, freeze_last_layer_epochs. config.model: encoder, encoder_kwargs,
     head {hidden_dim, bottleneck_dim, output_dim, num_layers, use_bn, norm_last_layer}. config.augment: the
@@ -273,16 +275,8 @@ class DINO(Method):
         )
         return {"teacher": teacher, "center": center}
 
-    def encoder_variables(self, params, batch_stats):
-        return {"params": params["encoder"], "batch_stats": batch_stats.get("encoder", {})}
-
     def export_encoder(self, state):
         return {
             "params": state.extra["teacher"]["encoder"],
             "batch_stats": state.batch_stats.get("encoder", {}),
         }
-
-    def encode(self, encoder_variables, images):
-        x = common.eval_images(self.config, images)
-        encoder = common.build_encoder(self.config, axis_name=None)
-        return encoder.apply(encoder_variables, x, train=False).astype(jnp.float32)

@@ -35,6 +35,9 @@ synchronized; the momentum encoder mirrors backbone + projector, with m rising f
 (0.99) to 1 on a half-cycle cosine over the run (`ssl_jax.ema.cosine_increase`). The loss is symmetric,
 2t [InfoNCE(q1, k2) + InfoNCE(q2, k1)] with the keys of the whole global batch as negatives
 (`ssl_jax.losses.info_nce`; Chen, Xie & He 2021, Alg. 1).
+
+The network shape (`bases.SiameseNetwork`), the momentum network's copy and EMA
+(`bases.EMATargetMethod`) and the backbone's export come from ssl_jax.methods.bases.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ from ssl_jax import augment, ema, models, parallel
 from ssl_jax.losses import info_nce, moco_loss
 from ssl_jax.losses._checks import l2_normalize
 from ssl_jax.methods import common
-from ssl_jax.methods.base import LossAux, Method, PyTree, TrainState, Variables
+from ssl_jax.methods.base import LossAux, PyTree, TrainState, Variables
+from ssl_jax.methods.bases import EMATargetMethod, SiameseNetwork, train_apply
 
 KEY_BN_SCHEMES = ("shuffle", "sync")
 
@@ -96,29 +100,15 @@ def shuffle_bn_apply(
 # ----------------------------------------------------------------------------- networks
 
 
-class MoCoNetwork(nn.Module):
-    """backbone -> projector [-> predictor]; parameters under "encoder", "projector", "predictor", so the
-    backbone exports on its own and a momentum network (no predictor) mirrors the rest by name.
-    Returns (features, projection, prediction or None)."""
-
-    encoder: nn.Module
-    projector: nn.Module
-    predictor: nn.Module | None = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool):
-        features = self.encoder(x, train=train)
-        z = self.projector(features, train=train)
-        return features, z, None if self.predictor is None else self.predictor(z, train=train)
-
-
 def build_network(
     config: ml_collections.ConfigDict,
     *,
     bn_axis_name: str | None,
     predictor: bool = False,
-) -> MoCoNetwork:
-    """backbone -> config.model.projector [-> config.model.predictor], every BN over `bn_axis_name`."""
+) -> SiameseNetwork:
+    """backbone -> config.model.projector [-> config.model.predictor], every BN over `bn_axis_name`;
+    parameters under "encoder", "projector", "predictor", so the momentum network (no predictor)
+    mirrors the rest by name."""
     model = config.model
     dtype = common.activation_dtype(model)
 
@@ -134,7 +124,7 @@ def build_network(
             dtype=dtype,
         )
 
-    return MoCoNetwork(
+    return SiameseNetwork(
         encoder=models.get_encoder(
             model.encoder,
             dtype=dtype,
@@ -146,23 +136,7 @@ def build_network(
     )
 
 
-MOMENTUM_PARTS = ("encoder", "projector")
-
-
-def momentum_part(tree: PyTree) -> PyTree:
-    """The subtrees of the online params / batch_stats the momentum network mirrors."""
-    return {k: tree[k] for k in MOMENTUM_PARTS if k in tree}
-
-
-def _apply(network: nn.Module, params: PyTree, batch_stats: PyTree, x: jax.Array):
-    """A training-mode forward pass; returns (outputs, updated batch_stats)."""
-    out, updates = network.apply(
-        {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
-    )
-    return out, updates.get("batch_stats", {})
-
-
-class _MoCoBase(Method):
+class _MoCoBase(EMATargetMethod):
     """What both versions share: the momentum schedule, views, init of the momentum network, export."""
 
     uses_predictor = False
@@ -206,24 +180,12 @@ class _MoCoBase(Method):
         variables = network.init(rng, dummy, train=True)
         params, batch_stats = variables["params"], variables.get("batch_stats", {})
         # The momentum network starts as a copy of the query network (MoCo's code).
-        extra = {
-            "target_params": momentum_part(params),
-            "target_batch_stats": momentum_part(batch_stats),
-        }
-        return params, batch_stats, extra
+        return params, batch_stats, self.initial_target(params, batch_stats)
 
     def _ema_target(self, state: TrainState) -> PyTree:
-        return ema.ema_update(
-            state.extra["target_params"], momentum_part(state.params), self.momentum(state.step)
+        return self.ema_target(
+            state.extra["target_params"], state.params, self.momentum(state.step)
         )
-
-    def encoder_variables(self, params, batch_stats):
-        return {"params": params["encoder"], "batch_stats": batch_stats.get("encoder", {})}
-
-    def encode(self, encoder_variables, images):
-        x = common.eval_images(self.config, images)
-        encoder = common.build_encoder(self.config, axis_name=None)
-        return encoder.apply(encoder_variables, x, train=False).astype(jnp.float32)
 
 
 # ----------------------------------------------------------------------------- MoCo v2
@@ -271,7 +233,7 @@ class MoCoV2(_MoCoBase):
 
         def fn(images, ids):
             x = augment.augment_batch(jax.random.fold_in(rng, view), images, ids, spec)
-            (_, k, _), stats = _apply(network, extra["target_params"], batch_stats, x)
+            (_, k, _), stats = train_apply(network, extra["target_params"], batch_stats, x)
             return l2_normalize(k), stats
 
         return fn
@@ -286,7 +248,7 @@ class MoCoV2(_MoCoBase):
         query_views = (1, 2) if cfg.symmetric else (1,)
         queries = {}
         for view, x in zip(query_views, self._views(rng, images, ids, query_views), strict=True):
-            (_, queries[view], _), batch_stats = _apply(query_net, params, batch_stats, x)
+            (_, queries[view], _), batch_stats = train_apply(query_net, params, batch_stats, x)
 
         # Keys: the momentum network, shuffle-BN (per-device BN on a permuted batch) or synchronized BN.
         keys, global_keys = {}, []
@@ -370,13 +332,17 @@ class MoCoV3(_MoCoBase):
         # config.model.sync_batch_norm says per-device.
         bn_axis = axis_name if self.config.model.sync_batch_norm else None
         online = build_network(self.config, bn_axis_name=bn_axis, predictor=True)
-        (_, z1, p1), batch_stats = _apply(online, params, batch_stats, x1)
-        (_, _, p2), batch_stats = _apply(online, params, batch_stats, x2)
+        (_, z1, p1), batch_stats = train_apply(online, params, batch_stats, x1)
+        (_, _, p2), batch_stats = train_apply(online, params, batch_stats, x2)
 
         momentum_net = build_network(self.config, bn_axis_name=bn_axis)
         target_stats = extra["target_batch_stats"]
-        (_, k1, _), target_stats = _apply(momentum_net, extra["target_params"], target_stats, x1)
-        (_, k2, _), target_stats = _apply(momentum_net, extra["target_params"], target_stats, x2)
+        (_, k1, _), target_stats = train_apply(
+            momentum_net, extra["target_params"], target_stats, x1
+        )
+        (_, k2, _), target_stats = train_apply(
+            momentum_net, extra["target_params"], target_stats, x2
+        )
         # Targets: no gradient reaches the momentum network.
         k1, k2 = jax.lax.stop_gradient(k1), jax.lax.stop_gradient(k2)
 

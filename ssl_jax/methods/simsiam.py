@@ -5,6 +5,9 @@ settings") -> predictor (2-layer bottleneck MLP). Each view's prediction regress
 projection through a stop-gradient; the loss is the negative cosine, averaged over the two orderings
 (eq. 2). No target network and no state besides the parameters (`extra` is empty). Each view has its own
 forward pass (BN statistics per view, as in the paper's pseudocode); BN is synchronized over the data axis.
+
+The network (`bases.SiameseNetwork`, BYOL's online network) and the backbone's export come from
+ssl_jax.methods.bases.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ import ml_collections
 from ssl_jax import augment
 from ssl_jax.losses import simsiam_loss
 from ssl_jax.methods import common
-from ssl_jax.methods.base import LossAux, Method, Variables
-from ssl_jax.methods.byol import SiameseNetwork, check_heads, forward_views
+from ssl_jax.methods.base import LossAux, Variables
+from ssl_jax.methods.bases import (
+    BackboneMethod,
+    SiameseNetwork,
+    check_heads,
+    forward_views,
+    siamese_network,
+)
 
 
-class SimSiam(Method):
+class SimSiam(BackboneMethod):
     """config.model.{encoder, projector, predictor}; config.augment (a ViewSpec preset, both views)."""
 
     def __init__(
@@ -34,12 +43,7 @@ class SimSiam(Method):
         check_heads(config)
 
     def _network(self, axis_name: str | None) -> SiameseNetwork:
-        cfg = self.config
-        return SiameseNetwork(
-            encoder=common.build_encoder(cfg, axis_name=axis_name),
-            projector=common.build_mlp(cfg, cfg.model.projector, axis_name=axis_name),
-            predictor=common.build_mlp(cfg, cfg.model.predictor, axis_name=axis_name),
-        )
+        return siamese_network(self.config, axis_name, with_predictor=True)
 
     def view_spec(self) -> augment.ViewSpec:
         return common.view_spec(self.config)
@@ -65,11 +69,3 @@ class SimSiam(Method):
         # The paper's collapse indicator (Fig. 2): std of the l2-normalized projections, ~1/sqrt(d).
         metrics = {"embedding_std": common.embedding_std(z1, axis_name)}
         return per_example.mean(), LossAux(new_stats, metrics)
-
-    def encoder_variables(self, params, batch_stats):
-        return {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}
-
-    def encode(self, encoder_variables, images):
-        x = common.eval_images(self.config, images)
-        encoder = common.build_encoder(self.config, axis_name=None)
-        return encoder.apply(encoder_variables, x, train=False).astype(jnp.float32)

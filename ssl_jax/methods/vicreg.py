@@ -2,19 +2,19 @@
 while each embedding dimension keeps a standard deviation of at least 1 (variance hinge) and the
 dimensions stay decorrelated (covariance penalty), the last two over the global batch.
 
-The network, views and forward passes are Barlow Twins' (`barlow_twins.TwinEmbeddingMethod`); the
-projector is what the paper calls the expander (config.model.projector).
+The network, the per-view augmentation and the per-view forward passes are `bases.TwinEmbeddingMethod`'s
+(as for Barlow Twins); the projector is what the paper calls the expander (config.model.projector).
 """
 
 from __future__ import annotations
 
 from ssl_jax.losses.redundancy import vicreg_terms
-from ssl_jax.methods.barlow_twins import TwinEmbeddingMethod
+from ssl_jax.methods.bases import TwinEmbeddingMethod
 
 
 class VICReg(TwinEmbeddingMethod):
     """config.vicreg.{sim_coeff, std_coeff, cov_coeff} (lambda, mu, nu of eq. 6); config.model.projector
-    is the expander; see `TwinEmbeddingMethod` for the rest."""
+    is the expander; config.augment (preset "byol": the papers' asymmetric pair of views)."""
 
     def __init__(self, config, *, num_steps=None, steps_per_epoch=None):
         super().__init__(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
