@@ -397,6 +397,9 @@ def to_markdown(cases: list[dict], env: dict, command: str) -> str:
                 ],
             )
         for name, prof in c.get("profiles", {}).items():
+            if "error" in prof:
+                lines += ["", f"Profile of the {name}: failed ({prof['error']})."]
+                continue
             lines += [
                 "",
                 f"Profile of the {name} ({prof['source']}): {prof['ms_per_step']:.2f} ms of op time per "
@@ -425,41 +428,33 @@ def add_peer(case: dict, peer: dict) -> None:
         )
 
 
-def run(args) -> tuple[list[dict], list[dict]]:
-    mesh = parallel.make_mesh(jax.devices()[:1])
-    start = time.perf_counter()
-    peer = {}
-    if args.peer_results and os.path.exists(args.peer_results):
-        with open(args.peer_results) as f:
-            peer = json.load(f)
-    done, throughput_rows = [], []
-    for name in args.cases.split(","):
-        case = CASES[name]
-        examples = args.batch or max(1, int(case.examples * args.batch_scale))
-        t0 = time.perf_counter()
-        config, programs = build_programs(case, examples, mesh, args.set)
-        lower_s = time.perf_counter() - t0
-        compile_s = compile_all(programs, args.compile_workers)
-        print(f"{name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s", flush=True)
-        rows = time_programs(
-            programs, warmup=args.warmup, steps=args.steps, deadline=start + args.budget_s
-        )
-        views = examples * case.items_per_example(config)
-        entry = {
-            "case": name,
-            "model": case.model,
-            "views": views,
-            "what": {p.name: p.what for p in programs},
-            "rows": rows,
-            "compile_s": lower_s + compile_s,
-            "profiles": {},
-        }
-        by_name = {p.name: p for p in programs}
-        if args.profile:
-            for row_name in ("full step", "reference"):
-                p = by_name[row_name]
-                if "step_s" not in rows[row_name]:
-                    continue
+def run_case(name: str, args, mesh, deadline: float) -> tuple[dict, dict | None]:
+    """(the case's entry for `to_markdown`, its throughput-table row or None when not timed)."""
+    case = CASES[name]
+    examples = args.batch or max(1, int(case.examples * args.batch_scale))
+    t0 = time.perf_counter()
+    config, programs = build_programs(case, examples, mesh, args.set)
+    lower_s = time.perf_counter() - t0
+    compile_s = compile_all(programs, args.compile_workers)
+    print(f"{name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s", flush=True)
+    rows = time_programs(programs, warmup=args.warmup, steps=args.steps, deadline=deadline)
+    print(rows, flush=True)
+    entry = {
+        "case": name,
+        "model": case.model,
+        "views": examples * case.items_per_example(config),
+        "what": {p.name: p.what for p in programs},
+        "rows": rows,
+        "compile_s": lower_s + compile_s,
+        "profiles": {},
+    }
+    by_name = {p.name: p for p in programs}
+    if args.profile:
+        for row_name in ("full step", "reference"):
+            p = by_name[row_name]
+            if "step_s" not in rows[row_name]:
+                continue
+            try:
                 p.state, entry["profiles"][row_name] = profile.trace_steps(
                     _callable(p),
                     p.state,
@@ -469,29 +464,47 @@ def run(args) -> tuple[list[dict], list[dict]]:
                     trace_dir=os.path.join(args.profile, name, row_name.replace(" ", "_")),
                     hlo_text=p.compiled.as_text(),
                 )
+            except Exception as error:  # noqa: BLE001 (a profiler failure must not lose the timings)
+                print(f"{name}: profiling the {row_name} failed: {error!r}", flush=True)
+                entry["profiles"][row_name] = {"error": repr(error)}
+    full = rows["full step"]
+    if "step_s" not in full:
+        return entry, None
+    row = runner.case_row(
+        case,
+        config,
+        examples=examples,
+        step_s=full["step_s"],
+        compile_s=by_name["full step"].compile_s,
+        loss=full["loss"],
+        extra={"profile": prof}
+        if "top" in (prof := entry["profiles"].get("full step", {}))
+        else {},
+    )
+    row["note"] += "; timed by benchmarks/ablations.py beside its ablations"
+    return entry, row
+
+
+def write(args, results: dict) -> None:
+    """The page (with the peer's rows where its JSON exists), its JSON, the throughput table."""
+    peer = {}
+    if args.peer_results and os.path.exists(args.peer_results):
+        with open(args.peer_results) as f:
+            peer = json.load(f)
+    for entry in results["cases"]:
         add_peer(entry, peer)
-        done.append(entry)
-        print({k: v for k, v in rows.items()}, flush=True)
-        full = rows.get("full step", {})
-        if "step_s" in full:
-            extra = {}
-            if "full step" in entry["profiles"]:
-                extra["profile"] = entry["profiles"]["full step"]
-            throughput_rows.append(
-                runner.case_row(
-                    case,
-                    config,
-                    examples=examples,
-                    step_s=full["step_s"],
-                    compile_s=by_name["full step"].compile_s,
-                    loss=full["loss"],
-                    extra=extra,
-                )
+    text = to_markdown(results["cases"], results["env"], results["command"])
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+    if args.throughput_output and results["throughput_rows"]:
+        with open(args.throughput_output, "w") as f:
+            f.write(
+                tables.to_markdown(results["throughput_rows"], results["env"], results["command"])
             )
-            throughput_rows[-1]["note"] += (
-                "; timed by benchmarks/ablations.py, compiled beside the ablation programs"
-            )
-    return done, throughput_rows
+    print(text, flush=True)
 
 
 def main(argv=None) -> int:
@@ -503,32 +516,44 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=0, help="examples per step, every case")
     parser.add_argument("--set", action="append", default=[], help="config override, every case")
     parser.add_argument(
-        "--output", default=os.path.join(ROOT, "benchmarks", "results", "step_attribution.md")
+        "--output",
+        default=os.path.join(ROOT, "benchmarks", "results", "step_attribution.md"),
+        help="the page; its results also go to the same name with .json",
     )
     parser.add_argument("--throughput-output", default="", help="also write the throughput table")
     parser.add_argument("--profile", default="", help="trace the full and reference steps into DIR")
     parser.add_argument("--profile-steps", type=int, default=5)
     parser.add_argument("--peer-results", default="", help="torch_simclr_step.py's JSON")
+    parser.add_argument(
+        "--render", default="", help="no run: rewrite the page from this results JSON (+ the peer)"
+    )
     parser.add_argument("--compile-workers", type=int, default=8)
     parser.add_argument(
         "--budget-s", type=float, default=1e9, help="rows not started by then are skipped"
     )
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            results = json.load(f)
+        write(args, results)
+        return 0
     for name in args.cases.split(","):
         if name not in CASES:
             raise SystemExit(f"unknown case {name!r}; valid: {', '.join(CASES)}")
-    env = runner.environment()
-    print("environment:", env, flush=True)
-    cases, throughput_rows = run(args)
+    deadline = time.perf_counter() + args.budget_s
     command = "python " + " ".join([os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])])
-    text = to_markdown(cases, env, command)
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(text)
-    if args.throughput_output and throughput_rows:
-        with open(args.throughput_output, "w") as f:
-            f.write(tables.to_markdown(throughput_rows, env, command))
+    results = {"env": runner.environment(), "command": command, "cases": [], "throughput_rows": []}
+    print("environment:", results["env"], flush=True)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    for name in args.cases.split(","):
+        if time.perf_counter() > deadline:
+            print(f"{name}: skipped (time budget)", flush=True)
+            continue
+        entry, row = run_case(name, args, mesh, deadline)
+        results["cases"].append(entry)
+        if row is not None:
+            results["throughput_rows"].append(row)
+        write(args, results)  # after every case: a run stopped later keeps what it measured
     return 0
 
 

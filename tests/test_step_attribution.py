@@ -11,6 +11,7 @@ loss is the reference's.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -121,7 +122,7 @@ def test_reference_step_trains():
     assert all(moved)
 
 
-def test_ablation_runner_writes_every_row():
+def test_ablation_runner_writes_every_row(tmp_path):
     # The stem alone (no residual stage): the runner is checked here, the networks above.
     overrides = [*_TINY, "model.encoder_kwargs={'stem': 'cifar', 'stage_sizes': ()}"]
     base = CASES["simclr_r18_cifar"]
@@ -146,15 +147,27 @@ def test_ablation_runner_writes_every_row():
         "rows": rows,
         "compile_s": 1.0,
     }
+    # The page as gpu_step_attribution.sh makes it: the results' JSON re-rendered with the peer's.
+    results = {"env": {"device": "test"}, "command": "cmd", "cases": [entry], "throughput_rows": []}
+    with open(tmp_path / "page.json", "w") as f:
+        json.dump(results, f)
     peer = {
         "torch": "x",
         "device": "cpu",
-        "rows": [{"case": case.name, "variant": "eager", "step_ms": 1.0}],
+        "rows": [
+            {"case": case.name, "variant": "eager", "step_ms": 1e3 * rows["reference"]["step_s"]},
+            {"case": case.name, "variant": "torch.compile", "skipped": "time budget"},
+        ],
     }
-    ablations.add_peer(entry, peer)
-    text = ablations.to_markdown([entry], {"device": "test"}, "cmd")
-    for name in (*ablations.ROWS, "PyTorch eager"):
+    with open(tmp_path / "peer.json", "w") as f:
+        json.dump(peer, f)
+    page = str(tmp_path / "page.md")
+    args = ["--render", str(tmp_path / "page.json"), "--peer-results", str(tmp_path / "peer.json")]
+    assert ablations.main([*args, "--output", page]) == 0
+    text = open(page).read()
+    for name in (*ablations.ROWS, "PyTorch eager", "PyTorch torch.compile"):
         assert f"| {name} |" in text
+    assert "| PyTorch torch.compile | " in text and "| time budget |" in text
     assert "| gap: full step - reference |" in text and "not explained" in text
     # The row on device reuses the full step's executable: the difference is the copy alone.
     assert programs[1].compiled is programs[0].compiled

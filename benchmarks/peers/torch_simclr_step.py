@@ -166,26 +166,27 @@ def main(argv=None) -> int:
         "rows": [],
     }
     start = time.perf_counter()
-    for name in args.cases.split(","):
-        for variant in args.variants.split(","):
+    # Eager rows first (seconds), then the compiled ones (a minute or so of compilation each).
+    for variant in args.variants.split(","):
+        for name in args.cases.split(","):
             if time.perf_counter() - start > args.budget_s:
-                result["rows"].append({"case": name, "variant": variant, "skipped": "time budget"})
-                continue
-            examples = max(2, int(CASES[name]["examples"] * args.batch_scale))
-            row = time_case(
-                name,
-                variant,
-                examples=examples,
-                steps=args.steps,
-                warmup=args.warmup,
-                device=device,
-            )
+                row = {"case": name, "variant": variant, "skipped": "time budget"}
+            else:
+                examples = max(2, int(CASES[name]["examples"] * args.batch_scale))
+                row = time_case(
+                    name,
+                    variant,
+                    examples=examples,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    device=device,
+                )
             print(row, flush=True)
             result["rows"].append(row)
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+            if args.output:  # after every row: a run stopped later keeps what it measured
+                os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+                with open(args.output, "w") as f:
+                    json.dump(result, f, indent=1)
     return 0
 
 
