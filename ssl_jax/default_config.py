@@ -49,13 +49,18 @@ def get_config() -> ml_collections.ConfigDict:
         {"preset": "simclr", "image_size": 28, "channels": 1}
     )
 
+    # SGD with momentum, lr 0.12 x batch / 256, weight decay 5e-4, cosine decay from the first step: at
+    # batch 256 on this small CNN it learns more than SimCLR's large-batch LARS recipe (lr 0.3 x B / 256,
+    # weight decay 1e-6, warm-up): this default run 78.35% kNN / 82.65% linear against 77.65% / 79.20%,
+    # and 3 epochs of the full Fashion-MNIST 84.4% / 85.8% against 81.7-83.0% kNN (benchmarks/results/
+    # fashion_mnist_small_cnn.md). The ResNet / ViT configs set their papers' optimizers.
     config.optim = ml_collections.ConfigDict()
-    config.optim.name = "lars"
-    config.optim.learning_rate = 0.3  # base; scaled by lr_scaling
+    config.optim.name = "sgd"
+    config.optim.learning_rate = 0.12  # base; scaled by lr_scaling
     config.optim.lr_scaling = "linear"  # lr = base * batch / 256
-    config.optim.weight_decay = 1e-6
+    config.optim.weight_decay = 5e-4
     config.optim.momentum = 0.9
-    config.optim.warmup_epochs = 2.0
+    config.optim.warmup_epochs = 0.0
     config.optim.end_lr = 0.0
 
     # A NaN/Inf loss or gradient: "stop" (name the step; the last checkpoint is the last good state)
