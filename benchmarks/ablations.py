@@ -129,19 +129,22 @@ def _rotate(batches):
 def _reference_network(config):
     """reference_step's network with the shapes of config's encoder and projector."""
     encoder = common.build_encoder(config, axis_name=None)
-    if not isinstance(encoder, models.ResNet):
-        raise SystemExit(f"the reference step is a ResNet; {config.model.encoder!r} is not one")
-    stages = tuple(encoder.stage_sizes)
-    bottleneck = encoder.block_cls.expansion == 4
-    name = next(k for k, (s, b) in reference_step.STAGES.items() if b == bottleneck)
+    if not isinstance(encoder, models.ResNet) or encoder.width_multiplier != 1:
+        raise SystemExit(f"the reference step is a 1x ResNet; {config.model.encoder!r} is not one")
     head = config.model.projector
+    if head.get("num_layers", 2) != 2 or not head.get("use_bn", True) or head.get("last_bn"):
+        raise SystemExit(
+            "the reference's projector is Dense -> BN -> ReLU -> Dense; the config's is not"
+        )
+    # The block kind from the library's encoder (resnet50's bottleneck, resnet18's basic block),
+    # the depth from its stage sizes.
     return reference_step.network(
-        name,
+        "resnet50" if encoder.block_cls.expansion == 4 else "resnet18",
         stem=encoder.stem,
         hidden_dim=int(head.hidden_dim),
         output_dim=int(head.output_dim),
         dtype=common.activation_dtype(config.model),
-        stage_sizes=stages,
+        stage_sizes=tuple(encoder.stage_sizes),
     )
 
 
