@@ -49,6 +49,13 @@ def _shapes(tree):
 
 
 @pytest.mark.parametrize("case", ["simclr_r18_cifar", "simclr_r50_224"])
+def test_the_full_step_is_simclrs_lars_recipe(case):
+    # What the GPU baseline ran, so the "SGD instead of LARS" row changes the optimizer.
+    optim = CASES[case].config_fn(2).optim
+    assert (optim.name, optim.learning_rate, optim.weight_decay) == ("lars", 0.3, 1e-6)
+
+
+@pytest.mark.parametrize("case", ["simclr_r18_cifar", "simclr_r50_224"])
 def test_reference_has_the_library_parameter_tree(case):
     config = _config(case, 2, [])
     method = get_method(config, num_steps=10, steps_per_epoch=10)

@@ -62,6 +62,17 @@ def _simclr_config(encoder: str, stem: str, image_size: int, blur: float):
             "channels": 3,
             "blur_prob": blur,
         }
+        # SimCLR's large-batch recipe (Chen et al. 2020, Sec. B.1), which the GPU baseline ran; the
+        # default config's CPU recipe is SGD.
+        config.optim.update(
+            name="lars",
+            learning_rate=0.3,
+            lr_scaling="linear",
+            weight_decay=1e-6,
+            momentum=0.9,
+            warmup_epochs=2.0,
+            end_lr=0.0,
+        )
         config.batch_size = batch
         return config
 
