@@ -10,8 +10,9 @@
 #   torch_peer.json         the PyTorch rows (eager, torch.compile; channels_last, bf16)
 #   log.txt                 everything printed
 # Each stage has its own time limit and writes as it goes, so a stage that runs out of time leaves
-# what it measured: the JAX ablations (limit 300 s; no new row after 250 s), then the PyTorch peer
-# (140 s; no new row after 90 s: the eager rows, then torch.compile, R18 before R50), then the page.
+# what it measured: the JAX ablations (limit 330 s; no new row after 300 s), then the PyTorch peer
+# (120 s; no new row after 70 s: the eager rows, then torch.compile, R18 before R50), then the page.
+# A rerun of one case (CASES=simclr_r50_224) writes that case's files alone: merge them by hand.
 #
 # Prepared here, once (the GPU image lacks ml_collections; nothing else ssl_jax imports is missing):
 #   echo /.whl/ >> .git/info/exclude   # already in .gitignore
@@ -53,11 +54,11 @@ fi
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" 2>&1 | tail -1
 } | tee "$out/device.txt"
 cases=${CASES:-simclr_r18_cifar,simclr_r50_224}  # CASES=simclr_r50_224: a rerun of one case
-timeout 300 python3 benchmarks/ablations.py --cases "$cases" --budget-s 250 --profile /tmp/profiles \
+timeout 330 python3 benchmarks/ablations.py --cases "$cases" --budget-s 300 --profile /tmp/profiles \
     --output "$out/step_attribution.md" --throughput-output "$out/throughput.md" \
     "${jax_args[@]}" >"$out/log.txt" 2>&1 \
     || echo "ablations.py stopped: exit $?" | tee -a "$out/log.txt"
-timeout 140 python3 benchmarks/peers/torch_simclr_step.py --cases "$cases" --budget-s 90 \
+timeout 120 python3 benchmarks/peers/torch_simclr_step.py --cases "$cases" --budget-s 70 \
     --output "$out/torch_peer.json" ${peer_args[@]+"${peer_args[@]}"} >>"$out/log.txt" 2>&1 \
     || echo "torch_simclr_step.py stopped: exit $?" | tee -a "$out/log.txt"
 if [ -f "$out/step_attribution.json" ]; then
