@@ -15,7 +15,8 @@ benchmarks/results/throughput.md with the device, driver and library versions.
 The pieces live in benchmarks/throughput_lib/: flops.py (the analytic FLOP and parameter counts, their
 derivation in its docstring, and the peak table for MFU), cases.py (the cases), runner.py (timing a case),
 profile.py (jax.profiler traces sorted by HLO instruction) and tables.py (the markdown page).
-MFU = achieved FLOP/s / (devices x the device's peak dense bf16 FLOP/s).
+MFU = achieved FLOP/s / (devices x the device's peak dense bf16 FLOP/s). benchmarks/ablations.py times
+the SimCLR cases beside their ablations, a plain flax + optax step and the PyTorch peer.
 """
 
 from __future__ import annotations
