@@ -142,7 +142,7 @@ def _converted(image: Image.Image, mode: str, where: str) -> Image.Image:
         if image.mode in _ALPHA_MODES:  # transparent pixels carry no colour: composite on white
             rgba = image.convert("RGBA")
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-        return image.convert(mode)
+        return image if image.mode == mode else image.convert(mode)  # convert() would copy
     except PhotoError:
         raise
     except (OSError, ValueError, SyntaxError) as e:  # truncated data, a bad header, ...
