@@ -86,6 +86,11 @@ def test_mid_epoch_resume_from_the_checkpointed_state(tmp_path):
     assert _equal(next(restarted), uninterrupted[3])
     with pytest.raises(ValueError, match="seed"):
         Pipeline(photos, 4, seed=6, views=VIEWS).set_state(saved)
+    with pytest.raises(ValueError, match="global_batch_size"):
+        Pipeline(photos, 2, seed=5, views=VIEWS).set_state(saved)
+    legacy = Pipeline(photos, 4, seed=5, views=VIEWS)  # the {"step", "seed"} BatchLoader saved
+    legacy.set_state({"step": 3, "seed": 5})
+    assert _equal(next(legacy), uninterrupted[3])
 
 
 def test_two_processes_equal_one(tmp_path):

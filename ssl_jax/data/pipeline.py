@@ -245,8 +245,11 @@ class Pipeline:
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continues at `state["step"]`; a state saved under another seed, batch size, dataset
-        size or shuffle setting would resume different numbers, so it is refused."""
-        differs = {k: (state.get(k), v) for k, v in self._settings.items() if state.get(k) != v}
+        size or shuffle setting would resume different numbers, so it is refused. Settings the
+        state does not hold (a checkpoint of BatchLoader's {"step", "seed"}) are not compared."""
+        differs = {
+            k: (state[k], v) for k, v in self._settings.items() if k in state and state[k] != v
+        }
         if differs:
             raise ValueError(
                 "the checkpointed input position was saved with other settings "
