@@ -2,6 +2,8 @@
 is a function of (seed, s)) for any number of workers and processes, and resumes from its state."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -107,6 +109,38 @@ def test_two_processes_equal_one(tmp_path):
         assert _equal(joined, one.batch_at(step))
     with pytest.raises(ValueError, match="multiple of the process count"):
         Pipeline(photos, 5, seed=4, views=VIEWS, process_count=2)
+
+
+_SHARD_SCRIPT = """
+import sys
+import numpy as np
+from ssl_jax.data import ImageFolderSource
+from ssl_jax.data.photos import FolderPhotos, simclr_views
+from ssl_jax.data.pipeline import Pipeline
+root, index, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+photos = FolderPhotos.from_source(ImageFolderSource(root))
+pipeline = Pipeline(photos, 6, seed=4, views=simclr_views(16), process_index=index, process_count=2)
+np.savez(out, **{f"{k}_{s}": v for s in (0, 1, 2) for k, v in pipeline.batch_at(s).items()})
+"""
+
+
+def test_two_os_processes_equal_one(tmp_path):
+    """The same check with each half computed in its own Python process (as two hosts would)."""
+    photos = _folder(tmp_path)
+    root = str(tmp_path / "photos")
+    outs = [str(tmp_path / f"process_{p}.npz") for p in (0, 1)]
+    runs = [
+        subprocess.Popen([sys.executable, "-c", _SHARD_SCRIPT, root, str(p), outs[p]])
+        for p in (0, 1)
+    ]
+    assert [run.wait(timeout=120) for run in runs] == [0, 0]
+    parts = [np.load(out) for out in outs]
+    one = Pipeline(photos, 6, seed=4, views=VIEWS)
+    for step in (0, 1, 2):
+        expected = one.batch_at(step)
+        for key, value in expected.items():
+            joined = np.concatenate([part[f"{key}_{step}"] for part in parts])
+            np.testing.assert_array_equal(joined, value)
 
 
 def test_multicrop_batches(tmp_path):
