@@ -48,7 +48,7 @@ sys.path.insert(0, ROOT)
 from ssl_jax import config_util, default_config  # noqa: E402
 from ssl_jax import data as ssl_data  # noqa: E402
 from ssl_jax.augment import FASHION_MNIST_MEAN, FASHION_MNIST_STD  # noqa: E402
-from ssl_jax.evaluate import FEATURE_PROTOCOLS  # noqa: E402
+from ssl_jax.transfer.evaluate import FEATURE_PROTOCOLS  # noqa: E402
 
 METHODS = ("simclr", "byol", "barlow_twins", "vicreg", "moco_v2", "dino")
 NORMALIZE = {"mean": list(FASHION_MNIST_MEAN), "std": list(FASHION_MNIST_STD)}
@@ -278,7 +278,7 @@ def pretrain(args) -> dict:
         persistent_workers=args.workers > 0,
     )
     steps_per_epoch = len(loader)
-    total = int(args.epochs * steps_per_epoch)
+    total = int(round(args.epochs * steps_per_epoch))  # as ssl_jax.train.total_steps
     if args.max_steps:
         total = min(total, args.max_steps)
     lr = args.lr if args.lr else 0.06 * args.batch_size / 128
