@@ -2,6 +2,7 @@
 is a function of (seed, s)) for any number of workers and processes, and resumes from its state."""
 
 import json
+import pickle
 import subprocess
 import sys
 
@@ -10,7 +11,14 @@ import pytest
 from PIL import Image
 
 from ssl_jax.data import ArraySource, BatchLoader, ImageFolderSource
-from ssl_jax.data.photos import FolderPhotos, PhotoError, decode_eval, multicrop_views, simclr_views
+from ssl_jax.data.photos import (
+    FolderPhotos,
+    PhotoError,
+    TfdsPhotos,
+    decode_eval,
+    multicrop_views,
+    simclr_views,
+)
 from ssl_jax.data.pipeline import Pipeline, eval_batches
 
 VIEWS = simclr_views(16)
@@ -180,3 +188,50 @@ def test_a_broken_photo_stops_the_run_naming_the_file(tmp_path):
         with pytest.raises(PhotoError, match=broken):
             with Pipeline(photos, 8, seed=0, views=VIEWS, num_workers=workers) as pipeline:
                 next(pipeline)
+
+
+def test_tfds_photos_keep_the_encoded_jpegs(tmp_path):
+    """A tfds ArrayRecord dataset of the folder's JPEG files, prepared here without TensorFlow, is
+    read with its images still encoded: each record's bytes are one of the files, byte for byte,
+    its label that file's class; the source pickles without its open files (for grain's workers)
+    and gives the same batches after the round trip."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = _folder(tmp_path, n=6)
+
+    with tfds.core.registered.skip_registration():
+
+        class SslJaxJpegs(tfds.core.GeneratorBasedBuilder):
+            VERSION = tfds.core.Version("1.0.0")
+
+            def _info(self):
+                features = {
+                    "image": tfds.features.Image(encoding_format="jpeg"),
+                    "label": tfds.features.ClassLabel(num_classes=2),
+                }
+                return tfds.core.DatasetInfo(
+                    builder=self, features=tfds.features.FeaturesDict(features)
+                )
+
+            def _split_generators(self, dl_manager):
+                return {"train": self._generate_examples()}
+
+            def _generate_examples(self):
+                for i, (path, label) in enumerate(zip(folder.paths, folder.labels, strict=True)):
+                    yield i, {"image": path, "label": int(label)}
+
+        SslJaxJpegs(
+            data_dir=str(tmp_path / "tfds"), file_format="array_record"
+        ).download_and_prepare()
+
+    photos = TfdsPhotos("ssl_jax_jpegs", "train", str(tmp_path / "tfds"))
+    assert len(photos) == 6
+    files = {
+        open(p, "rb").read(): int(label)
+        for p, label in zip(folder.paths, folder.labels, strict=True)
+    }
+    for i in range(6):
+        data, where, label = photos.example(i)
+        assert files[data] == label and where == f"ssl_jax_jpegs[train] #{i}"
+    batch = Pipeline(photos, 4, seed=0, views=VIEWS).batch_at(0)
+    again = Pipeline(pickle.loads(pickle.dumps(photos)), 4, seed=0, views=VIEWS).batch_at(0)
+    assert _equal(batch, again) and batch["view_0"].shape == (4, 16, 16, 3)
