@@ -38,8 +38,9 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ssl_jax import checkpoint, config_util, evaluate, parallel, train  # noqa: E402
+from ssl_jax import checkpoint, config_util, parallel, train  # noqa: E402
 from ssl_jax.methods import METHODS, get_method, method_class  # noqa: E402
+from ssl_jax.transfer import evaluate  # noqa: E402
 
 DOWNSTREAM_CLASSES = (5, 6, 7, 8, 9)
 PROTOCOLS = ("finetune_1pct", "finetune_10pct")

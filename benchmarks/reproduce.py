@@ -51,15 +51,13 @@ from ssl_jax import (  # noqa: E402
     checkpoint,
     config_util,
     data,
-    evaluate,
-    finetune,
     optim,
     parallel,
-    probes,
     reporting,
     train,
 )
 from ssl_jax.methods import get_method  # noqa: E402
+from ssl_jax.transfer import evaluate, finetune, probes  # noqa: E402
 
 DEFAULT_METHODS = "simclr,byol,simsiam,barlow_twins,vicreg,dino,moco_v2,moco_v3,simclr_vicreg"
 DEFAULT_PROTOCOLS = "knn,linear,finetune_1pct,finetune_10pct"

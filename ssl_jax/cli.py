@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         else:
-            from ssl_jax import evaluate
+            from ssl_jax.transfer import evaluate
 
             protocols = tuple(args.protocol) if args.protocol else None
             results = evaluate.evaluate_workdir(

@@ -90,7 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
     )  # chosen on a held-out train part
     config.eval.knn_chunk_size = 1024  # query rows scored at once ...
     config.eval.knn_bank_chunk_size = 65536  # ... against this many training rows: memory ~ product
-    # Fine-tuning protocols ("finetune", "finetune_10pct", "finetune_1pct"; ssl_jax.finetune): the encoder
+    # Fine-tuning protocols ("finetune", "finetune_10pct", "finetune_1pct"; ssl_jax.transfer.finetune): the encoder
     # and a new linear head trained on all / 10% / 1% of the training labels (class-balanced subsets fixed
     # by seed), scored on the test split.
     config.eval.finetune_epochs = 10.0

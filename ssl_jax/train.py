@@ -255,7 +255,7 @@ def _pretrain(
     preemption: _PreemptionRequest,
 ) -> dict[str, Any]:
     """`pretrain`, with SIGTERM / SIGINT already turned into `preemption` requests."""
-    from ssl_jax import (
+    from ssl_jax.transfer import (
         evaluate,  # evaluation imports the method registry too; keep the import local
     )
 

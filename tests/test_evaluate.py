@@ -1,4 +1,4 @@
-"""Tests for ssl_jax.evaluate: kNN and accuracy against NumPy references, linear-probe selection,
+"""Tests for ssl_jax.transfer.probes: kNN and accuracy against NumPy references, linear-probe selection,
 feature extraction with and without a data-parallel mesh."""
 
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import parallel
-from ssl_jax import probes as evaluate
+from ssl_jax.transfer import probes as evaluate
 
 # ----------------------------------------------------------------------------------------------------
 # References written from the definitions, in float64 with plain loops.

@@ -13,7 +13,8 @@ import signal
 
 import pytest
 
-from ssl_jax import checkpoint, cli, evaluate, reporting, train
+from ssl_jax import checkpoint, cli, reporting, train
+from ssl_jax.transfer import evaluate
 
 from engine_checks import CONFIGS
 

@@ -1,4 +1,4 @@
-"""Fine-tuning (ssl_jax.finetune): class-balanced label subsets fixed by seed, layer depths and layer-wise
+"""Fine-tuning (ssl_jax.transfer.finetune): class-balanced label subsets fixed by seed, layer depths and layer-wise
 learning-rate decay against hand-derived values, a mismatched encoder named path by path, and the
 "finetune_1pct" protocol end to end from a pre-trained and from a random encoder (a few steps)."""
 
@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax import checkpoint, evaluate, finetune, models, parallel
+from ssl_jax import checkpoint, models, parallel
 from ssl_jax.methods import get_method
+from ssl_jax.transfer import evaluate, finetune
 
 import engine_checks
 

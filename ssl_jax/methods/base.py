@@ -211,7 +211,7 @@ class Method(abc.ABC):
         )
 
     def protocols(self) -> dict[str, Callable[..., dict[str, Any]]]:
-        """Evaluation protocols this method adds to ssl_jax.evaluate's generic ones (kNN, linear, ...).
+        """Evaluation protocols this method adds to ssl_jax.transfer.evaluate's generic ones (kNN, linear, ...).
 
         name -> fn(config, encoder_variables, *, mesh) -> results dict (e.g. CLIP's zero-shot accuracy,
         a language model's validation perplexity). `config.eval.protocols` and `ssl-jax evaluate

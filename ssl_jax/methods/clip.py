@@ -250,8 +250,9 @@ class CLIP(Method):
         """Top-1 (and top-5) accuracy on config.eval.zero_shot_data (default config.data)'s test split
         of nearest-class-prompt classification; class names from config.eval.zero_shot_class_names or
         the source, templates from config.data.templates."""
-        from ssl_jax import data, parallel, probes
+        from ssl_jax import data, parallel
         from ssl_jax.data import captions
+        from ssl_jax.transfer import probes
 
         data_cfg = config.data
         if config.eval.get(

@@ -36,8 +36,9 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from ssl_jax import checkpoint, data, models, optim, parallel, probes
+from ssl_jax import checkpoint, data, models, optim, parallel
 from ssl_jax.methods.base import TrainState
+from ssl_jax.transfer import probes
 
 PyTree = Any
 

@@ -1,7 +1,7 @@
 """Evaluation of a pre-trained encoder: features of the train and test splits, then the protocols.
 
-The protocol algorithms (kNN, linear probe, feature extraction) live in ssl_jax.probes and are re-exported
-here; this module connects them to configs, checkpoints and WORKDIR/eval.json.
+The protocol algorithms (kNN, linear probe, feature extraction) live in ssl_jax.transfer.probes and are
+re-exported here; this module connects them to configs, checkpoints and WORKDIR/eval.json.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_jax import finetune as _finetune
 from ssl_jax import parallel
-from ssl_jax.probes import accuracy, extract_features, knn_accuracy, knn_predict, linear_probe
+from ssl_jax.transfer import finetune as _finetune
+from ssl_jax.transfer.probes import (
+    accuracy,
+    extract_features,
+    knn_accuracy,
+    knn_predict,
+    linear_probe,
+)
 
 __all__ = [
     "accuracy",
@@ -165,7 +171,7 @@ def _run_linear(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
 FEATURE_PROTOCOLS = {"knn": _run_knn, "linear": _run_linear}
 # fn(config, method, encoder_variables, *, mesh) -> results: protocols that train the encoder itself.
 MODEL_PROTOCOLS: dict[str, Any] = {}
-# Fine-tuning the encoder with a new head on all / 10% / 1% of the labels (ssl_jax.finetune).
+# Fine-tuning the encoder with a new head on all / 10% / 1% of the labels (ssl_jax.transfer.finetune).
 MODEL_PROTOCOLS.update(_finetune.PROTOCOLS)
 
 

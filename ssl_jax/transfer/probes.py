@@ -2,7 +2,7 @@
 
 Every protocol takes features [N, D] (float32 or bfloat16) and integer labels [N] and runs as jitted
 programs compiled once per shape. `extract_features` runs an encoder over a batch iterator to produce
-those features. Loading an encoder from a checkpoint and running these is ssl_jax.evaluate.
+those features. Loading an encoder from a checkpoint and running these is ssl_jax.transfer.evaluate.
 """
 
 from __future__ import annotations
