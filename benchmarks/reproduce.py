@@ -263,14 +263,10 @@ def random_init_row(args, mesh) -> dict:
 
 
 def peer_markdown(rows: list[dict], commands: list[str], args, notes: str) -> str:
-    title = args.dataset.replace("_", "-")
     lines = [
-        f"# {title}, {backbone_of(args)}: ssl_jax beside the PyTorch peer at equal budget",
-        "",
-        *[f"Command: `{c}`" for c in commands],
-        "",
-        f"Machine: {args.machine}",
-        "",
+        *report_head(
+            f"{backbone_of(args)}: ssl_jax beside the PyTorch peer at equal budget", commands, args
+        ),
         "Both libraries pre-train the same backbone and heads (sizes from the ssl_jax config) with "
         "the same batch and epochs on the full training split; both encoders are then scored by "
         "the same ssl_jax kNN and linear-probe code on the test split. The peer's recipe is "
@@ -344,16 +340,19 @@ def compare_peer(args, methods: list[str], command: str) -> int:
 # ------------------------------------------------------------------------------------------ the report
 
 
+def report_head(subtitle: str, commands: list[str], args) -> list[str]:
+    """A results page's first lines: the dataset and `subtitle`, every command, the machine."""
+    title = args.dataset.replace("_", "-")
+    commands = [f"Command: `{c}`" for c in commands]
+    return [f"# {title}, {subtitle}", "", *commands, "", f"Machine: {args.machine}", ""]
+
+
 def markdown(rows: list[dict], commands: list[str], args, notes: str) -> str:
     protocols = [p for p in args.protocols if any(p in r["top1"] for r in rows)]
-    title = args.dataset.replace("_", "-")
     lines = [
-        f"# {title}: self-supervised pre-training, then every evaluation protocol",
-        "",
-        *[f"Command: `{c}`" for c in commands],
-        "",
-        f"Machine: {args.machine}",
-        "",
+        *report_head(
+            "self-supervised pre-training, then every evaluation protocol", commands, args
+        ),
         "Top-1 accuracy on the test split. Pre-training budget per row in its epochs column; "
         "fine-tuning budget in the protocol's table. The random-init row is the same encoder untrained.",
         "",
