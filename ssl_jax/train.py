@@ -24,6 +24,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint, config_util, data, optim, parallel, reporting
+from ssl_jax.data.pipeline import Pipeline
 from ssl_jax.methods import LossAux, Method, TrainState, get_method, method_class
 
 
@@ -290,13 +291,14 @@ def _pretrain(
         reporting.truncate_metrics(workdir, start if start else -1)
 
     writer = reporting.MetricsWriter(workdir, enabled=is_main)
-    loader = data.BatchLoader(
+    loader = Pipeline(  # grain; the batch of step s is BatchLoader's, for any num_workers
         train_source,
         config.batch_size,
         seed=config.seed,
         start_step=start,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        num_workers=config.data.get("num_workers", 0),
         keys=method.batch_keys,
     )
     keys = step_keys(method)
@@ -352,7 +354,7 @@ def _pretrain(
                 check_finite(*pending, policy=policy, progress=progress)
             if done % ckpt_every == 0 or done == num_steps or stopping:
                 encoder = method.export_encoder(state)
-                ckpt.save(done, state, {"step": done, "seed": config.seed}, encoder)
+                ckpt.save(done, state, loader.get_state(), encoder)  # {"step": done, "seed", ...}
             if stopping:
                 break
     finally:
