@@ -22,6 +22,7 @@ from ssl_jax.methods import common, get_method
 from ssl_jax.methods.clip import CLIP_KEY, CLIPModel
 from ssl_jax.models.clip_text import TextTransformer
 from ssl_jax.models.transformer import CausalDecoder
+from ssl_jax.transfer import zero_shot
 
 import engine_checks
 
@@ -378,7 +379,7 @@ def test_zero_shot_equals_nearest_prompt_ensemble_in_numpy(smoke_run):
         "text_projection",
         "log_logit_scale",
     }
-    got = method.zero_shot(config, encoder, mesh=None)
+    got = zero_shot.zero_shot(config, encoder, mesh=None, method=method)
 
     source = data.get_source(config.data, "test")
     batch = source.get(np.arange(len(source)))

@@ -19,6 +19,7 @@ from ssl_jax.data import tokenizer as tok
 from ssl_jax.losses import causal_lm_loss, masked_lm_loss, seq2seq_loss
 from ssl_jax.methods import get_method
 from ssl_jax.models.transformer import CausalDecoder, EncoderDecoder, TransformerEncoder
+from ssl_jax.transfer import protocols
 
 import engine_checks
 
@@ -428,4 +429,4 @@ def test_every_config_initializes(spec, seq_len):
     if spec.endswith(":base"):
         assert (config.model.num_layers, config.model.hidden_dim) == (12, 768)
         assert config.model.dtype == "bfloat16"
-    assert {"finetune", "finetune_scratch"} <= set(method.protocols())
+    assert {"finetune", "finetune_scratch"} <= set(protocols.for_method(method))

@@ -19,9 +19,6 @@ BERT and BART pre-training; beside it the accuracy and perplexity over every tar
 
 from __future__ import annotations
 
-import functools
-import math
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -118,12 +115,6 @@ class BART(text_common.TextMethod):
         }
         return per_example.mean(), LossAux({}, metrics)
 
-    def protocols(self):
-        return {
-            **super().protocols(),
-            "masked_accuracy": functools.partial(masked_accuracy, method=self),
-        }
-
 
 def reconstruction_sums(method: BART, rng: jax.Array, variables, batch) -> jax.Array:
     """Per row: [masked tokens right, masked tokens, target tokens right, target tokens, their NLL]."""
@@ -146,25 +137,3 @@ def reconstruction_sums(method: BART, rng: jax.Array, variables, batch) -> jax.A
         ],
         axis=1,
     )
-
-
-def masked_accuracy(
-    config, encoder_variables, *, mesh=None, method: BART, split: str = "validation"
-):
-    """Reconstruction accuracy on the infilled tokens of every row of `split` (fixed noise key)."""
-    method.sentence_ends()  # read the tokenizer before tracing
-    sums = text_common.per_example_outputs(
-        functools.partial(reconstruction_sums, method, jax.random.PRNGKey(config.seed)),
-        {"params": encoder_variables["params"]},
-        data.get_source(config.data, split),
-        batch_size=config.eval.batch_size,
-        mesh=mesh,
-    ).sum(0)
-    masked, counted = max(float(sums[1]), 1.0), max(float(sums[3]), 1.0)
-    return {
-        "masked_accuracy": float(sums[0] / masked),
-        "masked_tokens": int(sums[1]),
-        "token_accuracy": float(sums[2] / counted),
-        "perplexity": math.exp(float(sums[4] / counted)),
-        "split": split,
-    }

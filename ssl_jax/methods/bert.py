@@ -14,13 +14,10 @@ masking (seed config.seed), the number BERT-style pre-training reports.
 
 from __future__ import annotations
 
-import functools
-import math
-
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import augment, data
+from ssl_jax import augment
 from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.losses import masked_lm_loss, token_cross_entropy
 from ssl_jax.methods import text_common
@@ -66,12 +63,6 @@ class BERT(text_common.TextMethod):
         metrics = {"masked_accuracy": hits.sum() / jnp.maximum(masked.sum(), 1)}
         return per_example.mean(), LossAux({}, metrics)
 
-    def protocols(self):
-        return {
-            **super().protocols(),
-            "masked_accuracy": functools.partial(masked_accuracy, method=self),
-        }
-
 
 def masked_sums(method: BERT, rng: jax.Array, variables, batch) -> jax.Array:
     """Per row: [masked tokens predicted right, masked tokens, sum of their NLL]."""
@@ -84,24 +75,3 @@ def masked_sums(method: BERT, rng: jax.Array, variables, batch) -> jax.Array:
     right = (jnp.argmax(logits, -1) == tokens).astype(jnp.float32)
     nll = token_cross_entropy(logits, tokens)
     return jnp.stack([(right * weights).sum(1), weights.sum(1), (nll * weights).sum(1)], axis=1)
-
-
-def masked_accuracy(
-    config, encoder_variables, *, mesh=None, method: BERT, split: str = "validation"
-):
-    """Accuracy (and perplexity) on the masked tokens of every row of `split`, masked with a fixed key."""
-    rng = jax.random.PRNGKey(config.seed)
-    sums = text_common.per_example_outputs(
-        functools.partial(masked_sums, method, rng),
-        {"params": encoder_variables["params"]},
-        data.get_source(config.data, split),
-        batch_size=config.eval.batch_size,
-        mesh=mesh,
-    ).sum(0)
-    count = max(float(sums[1]), 1.0)
-    return {
-        "masked_accuracy": float(sums[0] / count),
-        "masked_perplexity": math.exp(float(sums[2] / count)),
-        "masked_tokens": int(sums[1]),
-        "split": split,
-    }

@@ -9,7 +9,7 @@ so the scale never exceeds config.clip.max_logit_scale (100). The only augmentat
 crop (config.augment), as in the paper.
 
 Evaluation: `encode` is the image backbone's features, so kNN, linear probe and fine-tuning work as for
-every image method. The "zero_shot" protocol (`protocols()`) needs the rest of the model, so the exported
+every image method. The "zero_shot" protocol (ssl_jax.transfer.zero_shot) needs the rest of the model, so the exported
 encoder item carries it beside the backbone:
 
     {"params": backbone params, "batch_stats": backbone BN statistics,       <- what encode/fine-tune use
@@ -207,9 +207,6 @@ class CLIP(Method):
         backbone = {k: encoder_variables[k] for k in ("params", "batch_stats")}
         return encoder.apply(backbone, x, train=False).astype(jnp.float32)
 
-    def protocols(self):
-        return {"zero_shot": self.zero_shot}
-
     # ---- zero-shot classification
 
     def model_variables(self, encoder_variables: dict[str, PyTree]) -> dict[str, PyTree]:
@@ -239,79 +236,3 @@ class CLIP(Method):
             return l2_normalize(z.mean(axis=1))
 
         return embed(self.model_variables(encoder_variables), prompts.reshape(-1, length))
-
-    def zero_shot(
-        self,
-        config: ml_collections.ConfigDict,
-        encoder_variables: dict[str, PyTree],
-        *,
-        mesh: jax.sharding.Mesh | None = None,
-    ) -> dict[str, Any]:
-        """Top-1 (and top-5) accuracy on config.eval.zero_shot_data (default config.data)'s test split
-        of nearest-class-prompt classification; class names from config.eval.zero_shot_class_names or
-        the source, templates from config.data.templates."""
-        from ssl_jax import data, parallel
-        from ssl_jax.data import captions
-        from ssl_jax.transfer import probes
-
-        data_cfg = config.data
-        if config.eval.get(
-            "zero_shot_data"
-        ):  # another labelled dataset, in data.data_dir by default
-            data_cfg = ml_collections.ConfigDict(config.eval.zero_shot_data.to_dict())
-            data_cfg.data_dir = data_cfg.get("data_dir") or config.data.get("data_dir", "")
-        source = data.get_source(data_cfg, "test")
-        class_names = tuple(config.eval.get("zero_shot_class_names") or ()) or getattr(
-            source, "class_names", None
-        )
-        if not class_names:
-            raise ValueError(
-                f"zero_shot needs class names: {source.name!r} has none; set "
-                "--config.eval.zero_shot_class_names."
-            )
-        templates = tuple(config.data.get("templates") or ()) or captions.TEMPLATES
-        # The training captions' tokenizer, so prompts are tokenized as the captions were.
-        train_source = data.get_source(config.data, "train")
-        tokenizer = getattr(train_source, "tokenizer", None) or captions.make_tokenizer(config.data)
-        if tokenizer.vocab_size > text_vocab_size(config):
-            raise ValueError(
-                f"The captions' tokenizer has {tokenizer.vocab_size} ids, more than the text tower's "
-                f"{text_vocab_size(config)} (config.model.text.vocab_size)."
-            )
-        prompts = captions.class_prompt_tokens(
-            class_names, templates, tokenizer, int(config.data.text_len)
-        )
-        classes = self.class_embeddings(encoder_variables, prompts)
-
-        model, variables = self.model(None), self.model_variables(encoder_variables)
-
-        def image_embeddings(variables, images):
-            x = common.eval_images(config, images)
-            z = model.apply(variables, x, train=False, method=CLIPModel.embed_images)
-            return l2_normalize(z)
-
-        n = 1 if mesh is None else parallel.num_shards(mesh)
-        batch_size = max(n, (int(config.eval.batch_size) // n) * n)
-        features, labels = probes.extract_features(
-            image_embeddings,
-            variables,
-            data.eval_batches(
-                source,
-                batch_size,
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                keys=("image", "label"),
-            ),
-            mesh=mesh,
-        )
-        features = parallel.gather_processes(features)
-        labels = parallel.gather_processes(labels)
-        logits = jnp.asarray(features) @ classes.T
-        out = {
-            "top1": float(probes.accuracy(logits, labels, k=1)),
-            "num_classes": len(class_names),
-            "num_templates": len(templates),
-        }
-        if len(class_names) >= 5:
-            out["top5"] = float(probes.accuracy(logits, labels, k=5))
-        return out

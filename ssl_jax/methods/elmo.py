@@ -15,13 +15,9 @@ geometric mean of the two perplexities, which is what this project reports for E
 
 from __future__ import annotations
 
-import functools
-import math
-
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import data
 from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.losses import causal_lm_loss, token_cross_entropy
 from ssl_jax.methods import text_common
@@ -93,9 +89,6 @@ class ELMo(text_common.TextMethod):
         metrics = {"forward_nll": forward.mean(), "backward_nll": backward.mean()}
         return (forward + backward).mean(), LossAux({}, metrics)
 
-    def protocols(self):
-        return {**super().protocols(), "perplexity": functools.partial(perplexity, method=self)}
-
 
 def direction_sums(method: ELMo, variables, batch) -> jax.Array:
     """Per row: [forward NLL sum, forward targets, backward NLL sum, backward targets]."""
@@ -109,23 +102,3 @@ def direction_sums(method: ELMo, variables, batch) -> jax.Array:
     return jnp.stack(
         [forward.sum(1), forward_targets.sum(1), backward.sum(1), backward_targets.sum(1)], axis=1
     )
-
-
-def perplexity(config, encoder_variables, *, mesh=None, method: ELMo, split: str = "validation"):
-    """Token-weighted forward, backward and averaged perplexity over every row of `split`."""
-    sums = text_common.per_example_outputs(
-        functools.partial(direction_sums, method),
-        {"params": encoder_variables["params"]},
-        data.get_source(config.data, split),
-        batch_size=config.eval.batch_size,
-        mesh=mesh,
-    ).sum(0)
-    forward = float(sums[0] / max(sums[1], 1.0))
-    backward = float(sums[2] / max(sums[3], 1.0))
-    return {
-        "perplexity": math.exp((forward + backward) / 2),
-        "forward_perplexity": math.exp(forward),
-        "backward_perplexity": math.exp(backward),
-        "tokens": int(sums[1]),
-        "split": split,
-    }

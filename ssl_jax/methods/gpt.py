@@ -12,13 +12,9 @@ the validation split, the number GPT-style pre-training reports.
 
 from __future__ import annotations
 
-import functools
-import math
-
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import data
 from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.losses import causal_lm_loss, token_cross_entropy
 from ssl_jax.methods import text_common
@@ -50,9 +46,6 @@ class GPT(text_common.TextMethod):
         metrics = {"next_token_accuracy": hits.sum() / jnp.maximum(counted.sum(), 1)}
         return per_example.mean(), LossAux({}, metrics)
 
-    def protocols(self):
-        return {**super().protocols(), "perplexity": functools.partial(perplexity, method=self)}
-
 
 def next_token_sums(method: GPT, variables, batch) -> jax.Array:
     """Per row: [sum of next-token NLL, number of predicted tokens, number predicted right]."""
@@ -65,22 +58,3 @@ def next_token_sums(method: GPT, variables, batch) -> jax.Array:
     nll = token_cross_entropy(logits[:, :-1], targets)
     right = (jnp.argmax(logits[:, :-1], -1) == targets).astype(jnp.float32)
     return jnp.stack([(nll * counted).sum(1), counted.sum(1), (right * counted).sum(1)], axis=1)
-
-
-def perplexity(config, encoder_variables, *, mesh=None, method: GPT, split: str = "validation"):
-    """exp(total next-token NLL / total predicted tokens) over every row of `split`."""
-    sums = text_common.per_example_outputs(
-        functools.partial(next_token_sums, method),
-        {"params": encoder_variables["params"]},
-        data.get_source(config.data, split),
-        batch_size=config.eval.batch_size,
-        mesh=mesh,
-    ).sum(0)
-    mean_nll = float(sums[0] / max(sums[1], 1.0))
-    return {
-        "perplexity": math.exp(mean_nll),
-        "nll": mean_nll,
-        "next_token_accuracy": float(sums[2] / max(sums[1], 1.0)),
-        "tokens": int(sums[1]),
-        "split": split,
-    }
