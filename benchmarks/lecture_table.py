@@ -6,7 +6,7 @@ self-supervised image method in the registry, and after supervised pre-training 
 
 Downstream task, the same for every row: Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle
 boot; 30,000 train / 5,000 test images), fine-tuned end to end with a new linear head on a class-balanced
-1% or 10% of its training labels (ssl_jax.finetune's "finetune_1pct" / "finetune_10pct"), scored on its
+1% or 10% of its training labels (ssl_jax.transfer.finetune's "finetune_1pct" / "finetune_10pct"), scored on its
 whole test split. Pre-training, `--steps` steps of batch `--batch-size` per row:
 - self-supervised methods: every method of ssl_jax.methods.METHODS that trains on images alone and has a
   `configs/<method>_fashion_mnist.py` with a CPU-sized variant (`small_cnn`, else `cpu`, else a main
@@ -117,7 +117,7 @@ def downstream(config: ml_collections.ConfigDict, args) -> ml_collections.Config
     config.eval.finetune_steps = args.finetune_steps
     config.eval.finetune_batch_size = args.finetune_batch_size
     config.eval.finetune_learning_rate = args.finetune_learning_rate
-    # One fine-tuning per seed, each on its own labelled subset and batch order (ssl_jax.finetune).
+    # One fine-tuning per seed, each on its own labelled subset and batch order (ssl_jax.transfer.finetune).
     config.eval.finetune_seeds = tuple(args.seeds)
     return config
 
