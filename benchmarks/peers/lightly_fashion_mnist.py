@@ -120,6 +120,15 @@ def cosine_momentum(step: int, total: int, start: float) -> float:
     return 1.0 - (1.0 - start) * (math.cos(math.pi * step / max(1, total)) + 1) / 2
 
 
+def byol_views(size: int):
+    """lightly's BYOL view pair (asymmetric solarization) at `size` px, one channel, no blur."""
+    view = {"input_size": size, "normalize": NORMALIZE, "gaussian_blur": 0.0}
+    return lightly_transforms.BYOLTransform(
+        view_1_transform=lightly_transforms.BYOLView1Transform(**view),
+        view_2_transform=lightly_transforms.BYOLView2Transform(**view),
+    )
+
+
 class Peer(nn.Module):
     """One lightly method: `views(transform input)`, `loss(views, step, total_steps)`, the backbone."""
 
@@ -137,11 +146,7 @@ class Peer(nn.Module):
                 self.head = heads.BYOLProjectionHead(feat, hidden, out)
                 self.predictor = heads.BYOLPredictionHead(out, hidden, out)
                 self.criterion = lightly_loss.NegativeCosineSimilarity()
-                view = {**gray, "gaussian_blur": 0.0}
-                self.transform = lightly_transforms.BYOLTransform(
-                    view_1_transform=lightly_transforms.BYOLView1Transform(**view),
-                    view_2_transform=lightly_transforms.BYOLView2Transform(**view),
-                )
+                self.transform = byol_views(size)
             else:
                 self.head = heads.MoCoProjectionHead(feat, hidden, out)
                 self.criterion = lightly_loss.NTXentLoss(
@@ -153,11 +158,7 @@ class Peer(nn.Module):
         elif method == "barlow_twins":
             self.head = heads.BarlowTwinsProjectionHead(feat, hidden, out)
             self.criterion = lightly_loss.BarlowTwinsLoss()
-            view = {**gray, "gaussian_blur": 0.0}
-            self.transform = lightly_transforms.BYOLTransform(
-                view_1_transform=lightly_transforms.BYOLView1Transform(**view),
-                view_2_transform=lightly_transforms.BYOLView2Transform(**view),
-            )
+            self.transform = byol_views(size)  # lightly's Barlow Twins example uses BYOL's views
         elif method == "vicreg":
             self.head = heads.VICRegProjectionHead(feat, hidden, out)
             self.criterion = lightly_loss.VICRegLoss()
