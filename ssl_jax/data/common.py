@@ -120,3 +120,16 @@ def open_tfds(name: str, split: str, data_dir: str | None) -> tuple[Any, Any]:
     except NotImplementedError as e:  # prepared as TFRecord, which has no random access
         raise DatasetNotFoundError(tfds_hint(name, data_dir, "is not in ArrayRecord format")) from e
     return records, builder.info.features
+
+
+def local_batch_size(batch_size: int, process_index: int, process_count: int) -> int:
+    """This process's share of a global batch split evenly over `process_count` processes; an error
+    for a batch that does not split or an index out of range."""
+    if batch_size <= 0 or process_count <= 0 or batch_size % process_count:
+        raise ValueError(
+            f"the global batch size ({batch_size}) must be a positive multiple of the process "
+            f"count ({process_count})"
+        )
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must lie in [0, {process_count}); got {process_index}")
+    return batch_size // process_count

@@ -14,20 +14,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ssl_jax.data.common import local_batch_size
 from ssl_jax.data.registry import Source
 
 _POLL_S = 0.05  # how often a blocked producer checks whether it should stop
-
-
-def _check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
-    if batch_size <= 0 or process_count <= 0 or batch_size % process_count:
-        raise ValueError(
-            f"the global batch size ({batch_size}) must be a positive multiple of the process "
-            f"count ({process_count})"
-        )
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must lie in [0, {process_count}); got {process_index}")
-    return batch_size // process_count
 
 
 def _select(batch: dict[str, np.ndarray], keys: Sequence[str] | None, source: Source) -> dict:
@@ -125,7 +115,7 @@ class BatchLoader:
         prefetch: int = 2,
         keys: Sequence[str] | None = ("image", "label"),
     ):
-        local = _check_sharding(global_batch_size, process_index, process_count)
+        local = local_batch_size(global_batch_size, process_index, process_count)
         if len(source) < global_batch_size:
             raise ValueError(
                 f"source {source.name!r} has {len(source)} examples, fewer than one global batch "
@@ -208,7 +198,7 @@ def eval_batches(
     real rows and `example_ids` (int32) are their source indices. Every process yields the same
     number of batches, so collectives over them stay in step.
     """
-    local = _check_sharding(batch_size, process_index, process_count)
+    local = local_batch_size(batch_size, process_index, process_count)
     n = len(source)
     for start in range(0, n, batch_size):
         rows = start + process_index * local + np.arange(local)

@@ -34,22 +34,12 @@ import grain
 import numpy as np
 from absl import flags
 
+from ssl_jax.data.common import local_batch_size
 from ssl_jax.data.photos import CropView, FolderPhotos, TfdsPhotos, decode_eval, decode_views
 
 CROP_STREAM = 0x63726F70  # "crop": keeps the crop uniforms apart from the permutation's stream
 # example_ids are int32 (they key on-device augmentation); a run stops before they would wrap.
 _MAX_ROWS = 2**31
-
-
-def _check_sharding(batch_size: int, process_index: int, process_count: int) -> int:
-    if batch_size <= 0 or process_count <= 0 or batch_size % process_count:
-        raise ValueError(
-            f"the global batch size ({batch_size}) must be a positive multiple of the process "
-            f"count ({process_count})"
-        )
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index must lie in [0, {process_count}); got {process_index}")
-    return batch_size // process_count
 
 
 def is_photos(source: Any) -> bool:
@@ -76,7 +66,7 @@ class StepBatch:
         mode: str,
         keys: Sequence[str] | None,
     ):
-        self.local = _check_sharding(global_batch_size, process_index, process_count)
+        self.local = local_batch_size(global_batch_size, process_index, process_count)
         self.source = source
         self.global_batch_size = global_batch_size
         self.seed = seed
@@ -311,7 +301,7 @@ def eval_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Every photograph once, in order, resized short side then centre-cropped (photos.eval_box),
     in global batches split across processes as `ssl_jax.data.eval_batches` splits them."""
-    local = _check_sharding(batch_size, process_index, process_count)
+    local = local_batch_size(batch_size, process_index, process_count)
     fn = EvalBatch(
         source,
         batch_size,
