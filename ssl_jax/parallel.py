@@ -41,6 +41,17 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def jit_train_step(step, mesh: Mesh):
+    """`step(state, batch) -> (state, metrics)` jitted for data parallelism: the state replicated and
+    donated, the batch split over the data axis, state and metrics replicated."""
+    return jax.jit(
+        step,
+        in_shardings=(replicated(mesh), data_sharded(mesh)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
 def num_shards(mesh: Mesh) -> int:
     return mesh.shape[DATA_AXIS]
 

@@ -130,13 +130,7 @@ def make_train_step(method, tx, schedule, mesh, *, guard_nonfinite: bool = True)
         mesh=mesh,
         guard_nonfinite=guard_nonfinite,
     )
-    replicated = parallel.replicated(mesh)
-    return jax.jit(
-        step,
-        in_shardings=(replicated, parallel.data_sharded(mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
+    return parallel.jit_train_step(step, mesh)
 
 
 def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:

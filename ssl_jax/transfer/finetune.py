@@ -252,13 +252,7 @@ def make_train_step(model, method, tx, schedule, mesh, *, input_key, augment, la
         augment=augment,
         label_smoothing=label_smoothing,
     )
-    replicated = parallel.replicated(mesh)
-    return jax.jit(
-        step,
-        in_shardings=(replicated, parallel.data_sharded(mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
+    return parallel.jit_train_step(step, mesh)
 
 
 # ----------------------------------------------------------------------------------------------------
