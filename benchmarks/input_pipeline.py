@@ -84,8 +84,13 @@ def build_folder(root: str, num_images: int, seed: int = 0) -> list[str]:
     return paths
 
 
-def build_tfds(data_dir: str, paths: list[str]) -> None:
-    """The same JPEG files as a prepared tfds dataset in ArrayRecord format (no TensorFlow)."""
+def build_tfds(
+    data_dir: str, paths: list[str], labels: list[int] | None = None, num_classes: int = 10
+) -> None:
+    """The same JPEG files, bytes unchanged, as the prepared tfds dataset `ssl_jax_photos` (split
+    "train", ArrayRecord, no TensorFlow); labels default to i % num_classes. tests/test_pipeline.py
+    builds its dataset with this too."""
+    labels = [i % num_classes for i in range(len(paths))] if labels is None else labels
     import tensorflow_datasets as tfds
 
     with tfds.core.registered.skip_registration():
@@ -96,7 +101,7 @@ def build_tfds(data_dir: str, paths: list[str]) -> None:
             def _info(self):
                 features = {
                     "image": tfds.features.Image(encoding_format="jpeg"),
-                    "label": tfds.features.ClassLabel(num_classes=10),
+                    "label": tfds.features.ClassLabel(num_classes=num_classes),
                 }
                 return tfds.core.DatasetInfo(
                     builder=self, features=tfds.features.FeaturesDict(features)
@@ -106,8 +111,8 @@ def build_tfds(data_dir: str, paths: list[str]) -> None:
                 return {"train": self._generate_examples()}
 
             def _generate_examples(self):
-                for i, path in enumerate(paths):
-                    yield i, {"image": path, "label": i % 10}
+                for i, (path, label) in enumerate(zip(paths, labels, strict=True)):
+                    yield i, {"image": path, "label": int(label)}
 
         SslJaxPhotos(data_dir=data_dir, file_format="array_record").download_and_prepare()
 

@@ -1,7 +1,9 @@
 """Tests of ssl_jax.data.pipeline: the grain pipeline keeps BatchLoader's law (the batch of step s
 is a function of (seed, s)) for any number of workers and processes, and resumes from its state."""
 
+import importlib.util
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -34,6 +36,15 @@ def _folder(tmp_path, n: int = 14) -> FolderPhotos:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"{i:02d}.jpg")
     return FolderPhotos.from_source(ImageFolderSource(str(tmp_path / "photos")))
+
+
+def _benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(path, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _equal(a: dict, b: dict) -> bool:
@@ -195,35 +206,15 @@ def test_tfds_photos_keep_the_encoded_jpegs(tmp_path):
     read with its images still encoded: each record's bytes are one of the files, byte for byte,
     its label that file's class; the source pickles without its open files (for grain's workers)
     and gives the same batches after the round trip."""
-    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets")
     folder = _folder(tmp_path, n=6)
 
-    with tfds.core.registered.skip_registration():
+    input_pipeline = _benchmark("input_pipeline")
+    input_pipeline.build_tfds(
+        str(tmp_path / "tfds"), folder.paths, [int(v) for v in folder.labels], num_classes=2
+    )
 
-        class SslJaxJpegs(tfds.core.GeneratorBasedBuilder):
-            VERSION = tfds.core.Version("1.0.0")
-
-            def _info(self):
-                features = {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "label": tfds.features.ClassLabel(num_classes=2),
-                }
-                return tfds.core.DatasetInfo(
-                    builder=self, features=tfds.features.FeaturesDict(features)
-                )
-
-            def _split_generators(self, dl_manager):
-                return {"train": self._generate_examples()}
-
-            def _generate_examples(self):
-                for i, (path, label) in enumerate(zip(folder.paths, folder.labels, strict=True)):
-                    yield i, {"image": path, "label": int(label)}
-
-        SslJaxJpegs(
-            data_dir=str(tmp_path / "tfds"), file_format="array_record"
-        ).download_and_prepare()
-
-    photos = TfdsPhotos("ssl_jax_jpegs", "train", str(tmp_path / "tfds"))
+    photos = TfdsPhotos("ssl_jax_photos", "train", str(tmp_path / "tfds"))
     assert len(photos) == 6
     files = {
         open(p, "rb").read(): int(label)
@@ -231,7 +222,7 @@ def test_tfds_photos_keep_the_encoded_jpegs(tmp_path):
     }
     for i in range(6):
         data, where, label = photos.example(i)
-        assert files[data] == label and where == f"ssl_jax_jpegs[train] #{i}"
+        assert files[data] == label and where == f"ssl_jax_photos[train] #{i}"
     batch = Pipeline(photos, 4, seed=0, views=VIEWS).batch_at(0)
     again = Pipeline(pickle.loads(pickle.dumps(photos)), 4, seed=0, views=VIEWS).batch_at(0)
     assert _equal(batch, again) and batch["view_0"].shape == (4, 16, 16, 3)
