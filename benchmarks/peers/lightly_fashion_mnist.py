@@ -25,12 +25,14 @@ Needs torch, torchvision and lightly (the `peer` extra); neither ssl_jax nor its
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import platform
 import sys
 import time
+from importlib import metadata
 
 import numpy as np
 import torch
@@ -216,8 +218,6 @@ class Peer(nn.Module):
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:
-    import copy
-
     target = copy.deepcopy(module)
     lightly_utils.deactivate_requires_grad(target)
     return target
@@ -331,7 +331,7 @@ def pretrain(args) -> dict:
         for p in args.protocols.split(",")
     }
     return {
-        "library": f"lightly {_version('lightly')} (torch {torch.__version__})",
+        "library": f"lightly {metadata.version('lightly')} (torch {torch.__version__})",
         "method": args.method,
         "backbone": args.backbone,
         "batch_size": args.batch_size,
@@ -349,12 +349,6 @@ def pretrain(args) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, python "
         f"{platform.python_version()}",
     }
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    return metadata.version(package)
 
 
 def parse_args(argv=None):
