@@ -550,6 +550,6 @@ def text_base(fields: Mapping[str, Any], *, seq_len: int):
     def apply(config: ml_collections.ConfigDict) -> None:
         text_common.base_sizes(config, seq_len=seq_len)
         config.update_from_flattened_dict(dict(fields))
-        config.finetune.update(batch_size=32, num_steps=3000)
+        config.eval.update(finetune_batch_size=32, finetune_steps=3000)
 
     return apply

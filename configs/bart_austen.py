@@ -50,7 +50,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "optim.b2": 0.98,
         "optim.weight_decay": 0.01,
         "optim.warmup_steps": 10_000,
-        "finetune.learning_rate": 2e-5,
+        "eval.finetune_learning_rate": 2e-5,
     }
     return datasets.select(
         config,

@@ -41,7 +41,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "optim.b2": 0.999,
         "optim.weight_decay": 0.01,
         "optim.warmup_steps": 10_000,
-        "finetune.learning_rate": 2e-5,  # BERT's GLUE fine-tuning grid: 2e-5 .. 5e-5
+        "eval.finetune_learning_rate": 2e-5,  # BERT's GLUE fine-tuning grid: 2e-5 .. 5e-5
     }
     smoke = families.text_smoke("masked_accuracy")
     base = families.text_base(bert_base, seq_len=512)

@@ -45,14 +45,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "num_steps": 300,
         "optim.warmup_steps": 30,
         "checkpoint_every_steps": 300,
-        "finetune.num_steps": 300,
-        "finetune.warmup_steps": 30,
+        "eval.finetune_steps": 300,
+        "eval.finetune_warmup_steps": 30,
     }
     tiny = {"model": families.bilm(embed_dim=16, lstm_dim=32, dropout_rate=0.0)}
     elmo = {
         **{"model.embed_dim": 512, "model.lstm_dim": 4096, "model.dtype": "bfloat16"},
         **{"data.vocab_size": 32768, "batch_size": 128, "num_steps": 400_000},
-        **{"finetune.learning_rate": 1e-4, "finetune.num_steps": 3000},
+        **{"eval.finetune_learning_rate": 1e-4, "eval.finetune_steps": 3000},
     }
     return datasets.select(
         config,

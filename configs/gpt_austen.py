@@ -39,7 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "optim.b2": 0.95,
         "optim.weight_decay": 0.1,
         "optim.warmup_steps": 2000,
-        "finetune.learning_rate": 6.25e-5,  # GPT's fine-tuning rate
+        "eval.finetune_learning_rate": 6.25e-5,  # GPT's fine-tuning rate
     }
     base = families.text_base(gpt2_small, seq_len=1024)
     return datasets.select(config, variant, smoke=families.text_smoke("perplexity"), base=base)

@@ -25,6 +25,57 @@ RESUMABLE_KEYS = (
     "eval",
 )
 
+# Keys that moved: old dotted name -> new one. (Text fine-tuning had its own config.finetune section
+# until the one engine, ssl_jax.transfer.finetune, read config.eval.finetune_* for every method.) An
+# override or a config file naming an old key is an error naming the new one; a saved config (an
+# older run's workdir) is read with its values moved.
+RENAMED_KEYS = {
+    "finetune.num_steps": "eval.finetune_steps",
+    "finetune.batch_size": "eval.finetune_batch_size",
+    "finetune.learning_rate": "eval.finetune_learning_rate",
+    "finetune.weight_decay": "eval.finetune_weight_decay",
+    "finetune.warmup_steps": "eval.finetune_warmup_steps",
+    "finetune.seed": "eval.finetune_seeds",  # one seed s -> (s,)
+    "finetune.eval_batch_size": "eval.batch_size",
+}
+
+
+def _renamed(key: str) -> str | None:
+    """The message for an override or config field under a moved key, else None."""
+    if key in RENAMED_KEYS:
+        return f"config.{key} is now config.{RENAMED_KEYS[key]}"
+    section = key.split(".")[0]
+    moved = [f"{k} -> {v}" for k, v in RENAMED_KEYS.items() if k.split(".")[0] == section]
+    if moved and key == section:
+        return f"config.{section} moved: {', '.join(moved)}"
+    return None
+
+
+def check_renamed(config: ml_collections.ConfigDict) -> None:
+    """Raises naming the new keys when `config` still sets a moved one."""
+    for section in {k.split(".")[0] for k in RENAMED_KEYS}:
+        if section in config:
+            raise KeyError(_renamed(section) + "; update the config file.")
+
+
+def migrate_renamed(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` (a saved one) with the values of moved keys at their new names, in place."""
+    for section in {k.split(".")[0] for k in RENAMED_KEYS}:
+        if section not in config:
+            continue
+        old = config[section].to_dict()
+        del config[section]
+        if section == "finetune":  # the text engine always scored the validation split too
+            config.eval.finetune_validation_split = "validation"
+            config.eval.finetune_augment = False
+        for key, value in old.items():
+            new = RENAMED_KEYS.get(f"{section}.{key}")
+            if new is None or new == "eval.batch_size" and "batch_size" in config.eval:
+                continue
+            node, _, field = new.rpartition(".")
+            config[node][field] = (int(value),) if new == "eval.finetune_seeds" else value
+    return config
+
 
 def load_config(spec: str | None) -> ml_collections.ConfigDict:
     """`path/to/file.py[:variant]` -> that file's `get_config(variant)`; None -> the packaged default."""
@@ -40,7 +91,9 @@ def load_config(spec: str | None) -> ml_collections.ConfigDict:
     module = _run_file(path)
     if not hasattr(module, "get_config"):
         raise AttributeError(f"Config file {path!r} defines no get_config().")
-    return module.get_config(variant) if variant else module.get_config()
+    config = module.get_config(variant) if variant else module.get_config()
+    check_renamed(config)
+    return config
 
 
 def import_sibling(anchor: str, name: str) -> types.ModuleType:
@@ -97,6 +150,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         key, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"Override {item!r} must look like --config.{item}=VALUE.")
+        if _renamed(key):
+            raise KeyError(f"Unknown config key {key!r}: {_renamed(key)}.")
         node = config
         parts = key.split(".")
         for i, part in enumerate(parts):
@@ -124,7 +179,7 @@ def load_saved(workdir: str) -> ml_collections.ConfigDict:
             f"{workdir!r} holds no {CONFIG_FILE}: is it the workdir of an `ssl-jax pretrain` run?"
         )
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return migrate_renamed(ml_collections.ConfigDict(json.load(f)))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

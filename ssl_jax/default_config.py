@@ -90,9 +90,10 @@ def get_config() -> ml_collections.ConfigDict:
     )  # chosen on a held-out train part
     config.eval.knn_chunk_size = 1024  # query rows scored at once ...
     config.eval.knn_bank_chunk_size = 65536  # ... against this many training rows: memory ~ product
-    # Fine-tuning protocols ("finetune", "finetune_10pct", "finetune_1pct"; ssl_jax.transfer.finetune): the encoder
-    # and a new linear head trained on all / 10% / 1% of the training labels (class-balanced subsets fixed
-    # by seed), scored on the test split.
+    # Fine-tuning protocols ("finetune", "finetune_10pct", "finetune_1pct", "finetune_scratch";
+    # ssl_jax.transfer.finetune, for image and text methods alike): the encoder and a new linear head
+    # trained on all / 10% / 1% of the training labels (class-balanced subsets fixed by seed), or on all
+    # of them from a random initialization, scored on the test split.
     config.eval.finetune_epochs = 10.0
     config.eval.finetune_steps = 0  # > 0 overrides finetune_epochs
     config.eval.finetune_batch_size = 256
@@ -101,12 +102,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.finetune_weight_decay = 0.05
     config.eval.finetune_momentum = 0.9
     config.eval.finetune_warmup_epochs = 1.0
+    config.eval.finetune_warmup_steps = 0  # > 0 overrides finetune_warmup_epochs
     config.eval.finetune_layer_decay = 1.0  # < 1: layer-wise learning-rate decay (BEiT)
     config.eval.finetune_label_smoothing = 0.0
     config.eval.finetune_augment = True  # random resized crop (scale below) + flip, no colour
     config.eval.finetune_crop_scale = (0.5, 1.0)
     config.eval.finetune_seeds = (0,)  # one label subset and run per seed; top1 is their mean
     config.eval.finetune_random_init = False  # True: fine-tune from scratch (the baseline)
+    config.eval.finetune_validation_split = (
+        ""  # e.g. "validation": also reported, as validation_top1
+    )
 
     # A linear classifier trained during pre-training on stop_gradient(backbone features) with the
     # labels, logged as online_probe_loss / online_probe_acc (ssl_jax.methods.online_probe).

@@ -10,16 +10,17 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from ssl_jax import augment, cli, reporting
+from ssl_jax import augment, cli, parallel, reporting, train
 from ssl_jax.data import get_source
 from ssl_jax.data import text as text_data
 from ssl_jax.data import tokenizer as tok
 from ssl_jax.losses import causal_lm_loss, masked_lm_loss, seq2seq_loss
 from ssl_jax.methods import get_method
 from ssl_jax.models.transformer import CausalDecoder, EncoderDecoder, TransformerEncoder
-from ssl_jax.transfer import protocols
+from ssl_jax.transfer import evaluate
 
 import engine_checks
 
@@ -407,6 +408,34 @@ def test_cli_smoke_and_evaluate(name, protocol, austen_excerpt, tmp_path, capsys
     assert again == results[protocol]  # deterministic from the checkpoint
 
 
+def test_text_models_fine_tune_through_the_one_engine(austen_excerpt, tmp_path):
+    """A text method fine-tunes on the image engine (ssl_jax.transfer.finetune): a class-balanced
+    label subset, the validation split scored beside the test split, from random init or given
+    weights, and a pre-trained tree of another architecture refused naming its paths."""
+    from ssl_jax.transfer import finetune
+
+    config = engine_checks.load("bert_austen.py:smoke")
+    config.data.data_dir = austen_excerpt
+    config.data.tokenizer_path = str(tmp_path / "tok.json")
+    method = get_method(config)
+    mesh = parallel.make_mesh()
+    result = finetune.finetune(
+        config, method, None, label_fraction=0.5, mesh=mesh, random_init=True
+    )
+    assert result["init"] == "random" and result["label_fraction"] == 0.5
+    assert result["steps"] == config.eval.finetune_steps
+    assert 0.0 <= result["top1"] <= 1.0 and 0.0 <= result["validation_top1"] <= 1.0
+    full = len(get_source(config.data, "train"))
+    assert abs(result["train_examples"] - full / 2) <= config.data.num_classes
+    encoder = method.export_encoder(
+        train.create_train_state(method, optax.sgd(0.1), jax.random.key(0), (32,))
+    )
+    assert finetune.finetune(config, method, encoder, mesh=mesh)["init"] == "pretrained"
+    wrong = {"params": {**encoder["params"], "extra_layer": {"kernel": jnp.zeros((2, 2))}}}
+    with pytest.raises(ValueError, match="extra_layer"):
+        finetune.finetune(config, method, wrong, mesh=mesh)
+
+
 CONFIGS = [
     (f"{m}_austen.py{v}", seq)
     for m in ("gpt", "bert")
@@ -429,4 +458,4 @@ def test_every_config_initializes(spec, seq_len):
     if spec.endswith(":base"):
         assert (config.model.num_layers, config.model.hidden_dim) == (12, 768)
         assert config.model.dtype == "bfloat16"
-    assert {"finetune", "finetune_scratch"} <= set(protocols.for_method(method))
+    assert {"finetune", "finetune_scratch"} <= set(evaluate.available_protocols(method))

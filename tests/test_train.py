@@ -217,6 +217,35 @@ def test_a_key_missing_from_an_older_saved_config_counts_as_its_default():
     ]
 
 
+def test_moved_keys_name_their_new_place_and_old_workdirs_still_read(tmp_path):
+    """Text fine-tuning's config.finetune.* moved to config.eval.finetune_*: typing an old key is an
+    error naming the new one, a config file still setting them is refused the same way, and a saved
+    config of an older run is read with its values moved (and the validation split it reported)."""
+    config = config_util.load_config(f"{CONFIGS}/gpt_austen.py:smoke")
+    with pytest.raises(
+        KeyError, match=r"config.finetune.num_steps is now config.eval.finetune_steps"
+    ):
+        config_util.apply_overrides(config, ["finetune.num_steps=5"])
+    old_file = tmp_path / "old_text_config.py"
+    old_file.write_text(
+        "import ml_collections\n"
+        "def get_config():\n"
+        "    return ml_collections.ConfigDict({'finetune': {'num_steps': 3}})\n"
+    )
+    with pytest.raises(KeyError, match=r"finetune.num_steps -> eval.finetune_steps"):
+        config_util.load_config(str(old_file))
+    saved = config_util.to_dict(config)
+    saved["finetune"] = dict(num_steps=7, learning_rate=2e-5, warmup_steps=3, seed=4, batch_size=8)
+    (tmp_path / config_util.CONFIG_FILE).write_text(json.dumps(saved))
+    restored = config_util.load_saved(str(tmp_path))
+    assert "finetune" not in restored
+    eval_cfg = restored.eval
+    assert (eval_cfg.finetune_steps, eval_cfg.finetune_learning_rate) == (7, 2e-5)
+    assert (eval_cfg.finetune_warmup_steps, eval_cfg.finetune_batch_size) == (3, 8)
+    assert tuple(eval_cfg.finetune_seeds) == (4,)
+    assert eval_cfg.finetune_validation_split == "validation"
+
+
 class NaNAtStep(SimCLR):
     """SimCLR whose loss is NaN at step 2 (0-based), to exercise the non-finite policy."""
 

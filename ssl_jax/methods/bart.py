@@ -29,7 +29,6 @@ from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.losses import seq2seq_loss, token_cross_entropy
 from ssl_jax.methods import text_common
 from ssl_jax.methods.base import LossAux
-from ssl_jax.models import transformer
 from ssl_jax.models.transformer import EncoderDecoder
 
 BART_DEFAULTS = {"mask_rate": 0.3, "poisson_lambda": 3.0, "permute_sentences": True}
@@ -43,7 +42,11 @@ def decoder_inputs(targets: jax.Array) -> jax.Array:
 
 class BART(text_common.TextMethod):
     """Denoising sequence-to-sequence pre-training; config.bart.{mask_rate, poisson_lambda,
-    permute_sentences}; config.model sizes each of the two stacks (num_layers per stack)."""
+    permute_sentences}; config.model sizes each of the two stacks (num_layers per stack).
+    Features pool the encoder's states."""
+
+    representation = "encode"
+    model_inputs = 2  # source and target
 
     def __init__(
         self,
@@ -62,13 +65,6 @@ class BART(text_common.TextMethod):
     def init_params(self, rng, seq_len):
         dummy = jnp.zeros((2, seq_len), jnp.int32)
         return self.build_model().init({"params": rng}, dummy, dummy, train=False)["params"]
-
-    def features(self, params, tokens, *, train=False, rng=None):
-        rngs = {"dropout": rng} if train and rng is not None else {}
-        hidden = self.build_model().apply(
-            {"params": params}, tokens, train=train, rngs=rngs, method=EncoderDecoder.encode
-        )
-        return transformer.mean_pool(hidden, tokens, tokenizers.PAD_ID)
 
     def sentence_ends(self) -> np.ndarray | None:
         """The tokenizer's sentence-ending ids (bool [vocab]), or None without sentence permutation.

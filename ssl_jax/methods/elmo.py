@@ -22,7 +22,6 @@ from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.losses import causal_lm_loss, token_cross_entropy
 from ssl_jax.methods import text_common
 from ssl_jax.methods.base import LossAux
-from ssl_jax.models import transformer
 from ssl_jax.models.lstm import BiLM
 
 
@@ -52,7 +51,9 @@ def bidirectional_lm_losses(
 
 class ELMo(text_common.TextMethod):
     """Bidirectional LSTM LM; config.model: embed_dim, lstm_dim, num_layers, dropout_rate,
-    tie_embeddings, dtype."""
+    tie_embeddings, dtype. Features pool ELMo's learned mix of the layers (eq. 1)."""
+
+    representation = "representation"
 
     def build_model(self) -> BiLM:
         m = self.config.model
@@ -66,13 +67,6 @@ class ELMo(text_common.TextMethod):
             pad_id=tokenizers.PAD_ID,
             dtype=jnp.dtype(m.get("dtype", "float32")),
         )
-
-    def features(self, params, tokens, *, train=False, rng=None):
-        rngs = {"dropout": rng} if train and rng is not None else {}
-        hidden = self.build_model().apply(
-            {"params": params}, tokens, train=train, rngs=rngs, method=BiLM.representation
-        )
-        return transformer.mean_pool(hidden, tokens, tokenizers.PAD_ID)
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del batch_stats, extra, step

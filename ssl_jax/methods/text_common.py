@@ -3,11 +3,14 @@ dropout keys and the base config.
 
 `TextMethod` is a `Method` over `batch_keys = ("tokens",)` whose whole network is one Flax model
 (`build_model`), exported whole (the LM head travels with it, so perplexity can be measured from the
-checkpoint). Its features are the mean of the final hidden states over the non-pad tokens, float32 [b, D];
-a subclass overrides `features` to pool otherwise.
+checkpoint). Its features are the mean over the non-pad tokens of the hidden states of the model's
+`representation` method (float32 [b, D]): the final layer for GPT and BERT, BART's encoder, ELMo's
+learned layer mix. `encoder_module()` is that computation as a Flax module whose parameters are the
+model's own, so the generic fine-tuning engine (ssl_jax.transfer.finetune) trains a text model under a
+new head exactly as it trains an image encoder.
 
-Their evaluation protocols ("finetune", "finetune_scratch", perplexity, masked accuracy) read data, so
-they live in ssl_jax.transfer.text, registered against these classes.
+Their own evaluation protocols (perplexity, masked accuracy) read data, so they live in
+ssl_jax.transfer.text, registered against these classes.
 """
 
 from __future__ import annotations
@@ -52,10 +55,42 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     )
 
 
+class PooledText(nn.Module):
+    """tokens [b, L] -> float32 [b, D]: the mean over each row's non-pad tokens of
+    `model.<representation>(tokens, train)`.
+
+    The model shares this module's scope, so its parameters sit at this module's top level: the tree
+    a TextMethod exports (`{"params": params["model"]}`) is this module's variables as they are.
+    Initializing runs the model's full `__call__` (on `model_inputs` copies of the tokens) so every
+    parameter the pre-trained model has exists, including those `representation` does not use
+    (BART's decoder)."""
+
+    model: nn.Module
+    representation: str = "__call__"
+    model_inputs: int = 1
+    pad_id: int = tokenizers.PAD_ID
+
+    def setup(self):
+        nn.share_scope(self, self.model)
+
+    def __call__(self, tokens: jax.Array, train: bool = False) -> jax.Array:
+        if self.is_initializing():
+            self.model(*([tokens] * self.model_inputs), train=False)
+        if self.representation == "__call__":
+            hidden = self.model(tokens, train=train)
+        else:
+            hidden = getattr(self.model, self.representation)(tokens, train=train)
+        return transformer.mean_pool(hidden, tokens, self.pad_id)
+
+
 class TextMethod(Method):
     """A method over token rows whose network is the single model `build_model()`."""
 
     batch_keys = ("tokens",)
+    #: The model's method whose hidden states [b, L, D] are pooled into features, and how many token
+    #: arrays the model's `__call__` takes (an encoder-decoder takes source and target).
+    representation: str = "__call__"
+    model_inputs: int = 1
 
     @abc.abstractmethod
     def build_model(self) -> nn.Module:
@@ -81,13 +116,22 @@ class TextMethod(Method):
         train: bool = False,
         rng: jax.Array | None = None,
     ) -> jax.Array:
-        """Mean of the final hidden states over each row's non-pad tokens: float32 [b, D]."""
+        """The pooled `representation` of each row (see PooledText): float32 [b, D]."""
         rngs = {"dropout": rng} if train and rng is not None else {}
-        hidden = self.build_model().apply({"params": params}, tokens, train=train, rngs=rngs)
-        return transformer.mean_pool(hidden, tokens, tokenizers.PAD_ID)
+        return self.encoder_module().apply({"params": params}, tokens, train=train, rngs=rngs)
 
     def encode(self, encoder_variables, images):
         return self.features(encoder_variables["params"], images)
+
+    def encoder_module(self, *, axis_name: str | None = None) -> PooledText:
+        """The whole model with mean pooling, as fine-tuning trains it (dropout on in training)."""
+        del axis_name  # no BatchNorm
+        return PooledText(self.build_model(), self.representation, self.model_inputs)
+
+    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
+        """Token ids go to the model as they are: dropout is fine-tuning's only randomness."""
+        del train, rng, example_ids
+        return inputs
 
 
 def dropout_rng(rng: jax.Array, axis_name: str | None) -> jax.Array:
@@ -100,7 +144,7 @@ def dropout_rng(rng: jax.Array, axis_name: str | None) -> jax.Array:
 
 def base_config(method: str) -> ml_collections.ConfigDict:
     """The fields every text config sets, CPU-sized: ssl_jax.default_config with the image parts
-    (augmentation, projector) replaced by a text source, a Transformer and a fine-tuning recipe.
+    (augmentation, projector) replaced by a text source, a Transformer and a text fine-tuning recipe.
     configs/{gpt,bert}_austen.py start from here and change what their method needs."""
     from ssl_jax import default_config
 
@@ -162,15 +206,17 @@ def base_config(method: str) -> ml_collections.ConfigDict:
     config.eval.knn_k = 20
     config.eval.knn_temperature = 0.07
     config.eval.max_train_examples = 4000  # kNN / probe fitted on 4,000 train rows (CPU time)
-    config.finetune = ml_collections.ConfigDict(
+    # Fine-tuning (ssl_jax.transfer.finetune, the engine image methods use): the whole model + a
+    # linear head, AdamW, 50 warm-up steps then cosine decay, no augmentation but dropout.
+    config.eval.update(
         dict(
-            num_steps=1000,
-            batch_size=32,
-            learning_rate=1e-3,
-            weight_decay=0.01,
-            warmup_steps=50,
-            seed=0,
-            eval_batch_size=256,
+            finetune_steps=1000,
+            finetune_batch_size=32,
+            finetune_learning_rate=1e-3,
+            finetune_weight_decay=0.01,
+            finetune_warmup_steps=50,
+            finetune_augment=False,
+            finetune_validation_split="validation",
         )
     )
     return config
@@ -191,7 +237,7 @@ def smoke_variant(config: ml_collections.ConfigDict) -> None:
     config.checkpoint_every_steps = 2
     config.eval.batch_size = 64
     config.eval.protocols = ("knn", "finetune", "finetune_scratch")
-    config.finetune.update(dict(num_steps=2, batch_size=16, warmup_steps=1, eval_batch_size=64))
+    config.eval.update(dict(finetune_steps=2, finetune_batch_size=16, finetune_warmup_steps=1))
 
 
 def base_sizes(config: ml_collections.ConfigDict, *, seq_len: int) -> None:

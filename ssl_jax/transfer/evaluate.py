@@ -29,6 +29,7 @@ from ssl_jax.transfer.probes import (
 
 __all__ = [
     "accuracy",
+    "available_protocols",
     "evaluate_encoder",
     "evaluate_workdir",
     "extract_features",
@@ -88,6 +89,12 @@ def evaluate_encoder(
                 config, method, encoder_variables, mesh=mesh
             )
     return {p: results[p] for p in protocols}
+
+
+def available_protocols(method: Any) -> list[str]:
+    """Every protocol name `evaluate_encoder` accepts for `method`: the generic feature and model
+    protocols and those registered for its class (ssl_jax.transfer.protocols)."""
+    return sorted({**FEATURE_PROTOCOLS, **MODEL_PROTOCOLS, **_method_protocols.for_method(method)})
 
 
 def _features(config, method, encoder_variables, mesh):

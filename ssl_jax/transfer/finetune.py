@@ -1,11 +1,17 @@
-"""Fine-tuning a pre-trained encoder with a new linear head: all labels, or a fixed 1% / 10% of them.
+"""Fine-tuning a pre-trained encoder with a new linear head: all labels, or a fixed 1% / 10% of them,
+from the pre-trained weights or from a random initialization (the baseline).
 
-The encoder network and its input transform come from the method (`Method.encoder_module`,
-`Method.preprocess`), so any method's checkpoint can be fine-tuned. The training program is its own jitted,
-state-donating step over the data mesh: the per-device cross-entropy runs under `jax.shard_map` with
-BatchNorm in training mode (synchronized over the data axis, as in pre-training), the gradient is taken
-from outside it, and the optimizer (AdamW or SGD, ssl_jax.optim's warm-up + cosine schedule) runs on the
-replicated state. Test accuracy is measured in eval mode on the whole test split.
+The one fine-tuning engine, for image and text methods alike: the encoder network and its input transform
+come from the method (`Method.encoder_module`, `Method.preprocess`; a text method's module is its whole
+model with mean pooling and preprocess leaves the tokens as they are), so any method's checkpoint can be
+fine-tuned. The recipe is read from one namespace, config.eval.finetune_* (defaults in
+ssl_jax.default_config). The training program is its own jitted, state-donating step over the data mesh:
+the per-device cross-entropy runs under `jax.shard_map` with BatchNorm in training mode (synchronized over
+the data axis, as in pre-training) and dropout keyed per device, the gradient is taken from outside it,
+and the optimizer (AdamW or SGD, ssl_jax.optim's warm-up + cosine schedule) runs on the replicated state.
+Batches come from the grain pipeline (ssl_jax.data.pipeline: the batch of step s is a function of the
+seed and s). Accuracy is measured in eval mode on the whole test split, and on the split named by
+config.eval.finetune_validation_split when one is.
 
 Low-label subsets (`label_subset`) are class-balanced and a pure function of (seed, fraction): each class
 keeps the first round(fraction * n_class) rows (at least one) of a permutation drawn from
@@ -37,6 +43,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint, data, models, optim, parallel
+from ssl_jax.data.pipeline import Pipeline
 from ssl_jax.methods.base import TrainState
 from ssl_jax.transfer import probes
 
@@ -212,7 +219,11 @@ def train_step(
             batch[input_key], train=augment, rng=rng, example_ids=batch["example_ids"]
         )
         logits, updates = model.apply(
-            _variables(params, batch_stats), x, train=True, mutable=["batch_stats"]
+            _variables(params, batch_stats),
+            x,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": jax.random.fold_in(rng, parallel.axis_index(axis))},
         )
         labels = batch["label"]
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
@@ -303,7 +314,9 @@ def start_variables(
 
 
 def _optimizer(eval_cfg, params, *, steps_per_epoch: int, num_steps: int, batch_size: int):
-    warmup = int(round(_field(eval_cfg, "finetune_warmup_epochs") * steps_per_epoch))
+    warmup = int(_field(eval_cfg, "finetune_warmup_steps")) or int(
+        round(_field(eval_cfg, "finetune_warmup_epochs") * steps_per_epoch)
+    )
     optim_cfg = ml_collections.ConfigDict(
         {
             "name": _field(eval_cfg, "finetune_optimizer"),
@@ -331,23 +344,29 @@ def finetune(
     *,
     label_fraction: float = 1.0,
     mesh: jax.sharding.Mesh | None = None,
+    random_init: bool = False,
 ) -> dict[str, Any]:
     """Fine-tunes the encoder + a new linear head on `label_fraction` of config.data's training labels
-    (class-balanced, one subset per seed of config.eval.finetune_seeds) and scores the test split.
+    (class-balanced, one subset per seed of config.eval.finetune_seeds) and scores the test split (and
+    config.eval.finetune_validation_split, if set).
 
-    encoder_variables None, or config.eval.finetune_random_init: start from a random initialization (the
-    baseline pre-training is compared against). Returns {"top1": mean over seeds, "top1_per_seed", "top5"
-    (mean, num_classes >= 5), "train_examples", "steps", "epochs", "label_fraction", "random_init",
-    "layer_decay", "train_loss" (last step, first seed)}.
+    encoder_variables None, random_init, or config.eval.finetune_random_init: start from a random
+    initialization (the baseline pre-training is compared against). Returns {"top1": mean over seeds,
+    "top1_per_seed", "top5" (mean, num_classes >= 5), "validation_top1" (with a validation split),
+    "train_examples", "steps", "epochs", "label_fraction", "random_init", "init" ("pretrained" or
+    "random"), "layer_decay", "train_loss" (last step, first seed)}.
     """
     mesh = parallel.make_mesh() if mesh is None else mesh
     eval_cfg = config.get("eval")
-    if _field(eval_cfg, "finetune_random_init"):
+    if random_init or _field(eval_cfg, "finetune_random_init"):
         encoder_variables = None
     input_key = method.batch_keys[0]
-    num_classes = int(config.data.num_classes)
     train_source = data.get_source(config.data, "train")
-    test_source = data.get_source(config.data, "test")
+    num_classes = int(train_source.num_classes or config.data.num_classes)
+    scored = {"top1": data.get_source(config.data, "test")}
+    validation_split = str(_field(eval_cfg, "finetune_validation_split"))
+    if validation_split:
+        scored["validation_top1"] = data.get_source(config.data, validation_split)
     labels = source_labels(train_source)
     model = Classifier(method.encoder_module(axis_name=parallel.DATA_AXIS), num_classes)
     eval_model = Classifier(method.encoder_module(axis_name=None), num_classes)
@@ -391,7 +410,8 @@ def finetune(
     def logits_fn(variables, inputs):
         return eval_model.apply(variables, method.preprocess(inputs, train=False), train=False)
 
-    top1, top5, train_loss = [], [], None
+    accuracies = {key: [] for key in scored}
+    top5, train_loss = [], None
     for seed, rows in zip(seeds, subsets, strict=True):
         state = TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -403,44 +423,28 @@ def finetune(
         )
         state = parallel.replicate(state, mesh)
         source = RowsSource(train_source, rows)
-        loader = data.BatchLoader(
+        with Pipeline(
             source,
             batch_size,
             seed=config.seed + seed,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
             keys=(input_key, "label"),
-        )
-        try:
+        ) as batches:
             for _ in range(num_steps):
-                batch = parallel.shard_batch(next(loader), mesh)
-                state, metrics = step_fn(state, batch)
-        finally:
-            loader.close()
+                state, metrics = step_fn(state, parallel.shard_batch(next(batches), mesh))
         if train_loss is None:
             train_loss = float(parallel.fetch(metrics["loss"]))
-        logits, test_labels = probes.extract_features(
-            logits_fn,
-            _variables(state.params, state.batch_stats),
-            data.eval_batches(
-                test_source,
-                _eval_batch_size(eval_cfg, mesh),
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                keys=(input_key, "label"),
-            ),
-            mesh=mesh,
-            input_key=input_key,
-        )
-        logits, test_labels = (
-            parallel.gather_processes(logits),
-            parallel.gather_processes(test_labels),
-        )
-        top1.append(float(probes.accuracy(logits, test_labels, k=1)))
-        if num_classes >= 5:
-            top5.append(float(probes.accuracy(logits, test_labels, k=5)))
+        for key, split_source in scored.items():
+            logits, labels_seen = _logits(
+                logits_fn, state, split_source, eval_cfg, mesh, input_key=input_key
+            )
+            accuracies[key].append(float(probes.accuracy(logits, labels_seen, k=1)))
+            if key == "top1" and num_classes >= 5:
+                top5.append(float(probes.accuracy(logits, labels_seen, k=5)))
+    top1 = accuracies["top1"]
     result = {
-        "top1": float(np.mean(top1)),
+        **{key: float(np.mean(values)) for key, values in accuracies.items()},
         "top1_per_seed": top1,
         "train_examples": int(n_train),
         "steps": int(num_steps),
@@ -448,6 +452,7 @@ def finetune(
         "batch_size": int(batch_size),
         "label_fraction": float(label_fraction),
         "random_init": encoder_variables is None,
+        "init": "random" if encoder_variables is None else "pretrained",
         "layer_decay": float(_field(eval_cfg, "finetune_layer_decay")),
         "optimizer": str(_field(eval_cfg, "finetune_optimizer")),
         "learning_rate": float(_field(eval_cfg, "finetune_learning_rate")),
@@ -458,19 +463,44 @@ def finetune(
     return result
 
 
+def _logits(logits_fn, state, source, eval_cfg, mesh, *, input_key):
+    """(logits, labels) of every row of `source`, in eval mode, on every process."""
+    logits, labels = probes.extract_features(
+        logits_fn,
+        _variables(state.params, state.batch_stats),
+        data.eval_batches(
+            source,
+            _eval_batch_size(eval_cfg, mesh),
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            keys=(input_key, "label"),
+        ),
+        mesh=mesh,
+        input_key=input_key,
+    )
+    return parallel.gather_processes(logits), parallel.gather_processes(labels)
+
+
 def _eval_batch_size(eval_cfg, mesh) -> int:
     n = parallel.num_shards(mesh)
     requested = int(eval_cfg.get("batch_size", 512)) if eval_cfg is not None else 512
     return max(n, (requested // n) * n)
 
 
-def protocol(label_fraction: float):
+def protocol(label_fraction: float, *, random_init: bool = False):
     """A MODEL_PROTOCOLS entry: fn(config, method, encoder_variables, *, mesh) -> results."""
 
     def run(config, method, encoder_variables, *, mesh=None):
-        return finetune(config, method, encoder_variables, label_fraction=label_fraction, mesh=mesh)
+        return finetune(
+            config,
+            method,
+            encoder_variables,
+            label_fraction=label_fraction,
+            mesh=mesh,
+            random_init=random_init,
+        )
 
-    run.__name__ = f"finetune_{label_fraction:g}"
+    run.__name__ = f"finetune_{label_fraction:g}" + ("_scratch" if random_init else "")
     return run
 
 
@@ -478,4 +508,6 @@ PROTOCOLS = {
     "finetune": protocol(1.0),
     "finetune_10pct": protocol(0.1),
     "finetune_1pct": protocol(0.01),
+    # the same recipe from a random initialization: what pre-training bought
+    "finetune_scratch": protocol(1.0, random_init=True),
 }

@@ -1,15 +1,12 @@
-"""The text protocols: fine-tuning a whole text model, a language model's perplexity, masked accuracy.
+"""The text protocols of particular methods: a language model's perplexity, masked accuracy.
 
 Each is registered (ssl_jax.transfer.protocols) against the method class it needs, so
 config.eval.protocols / `ssl-jax evaluate --protocol` select them by name:
-  "finetune"          (every TextMethod) the pre-trained model + a linear head, all trained on the
-                      labelled train split (config.finetune), test accuracy reported (validation
-                      accuracy beside it);
-  "finetune_scratch"  the same recipe from a random initialisation (seed config.finetune.seed): the
-                      baseline that shows what pre-training bought;
   "perplexity"        GPT (next token) and ELMo (forward, backward and their mean) on the validation split;
   "masked_accuracy"   BERT (80/10/10 masking) and BART (infilled spans) with a fixed noise key.
 The per-row sums they reduce are model code and stay with their method (e.g. `gpt.next_token_sums`).
+Fine-tuning a text model ("finetune", "finetune_scratch", at any label fraction) is the generic engine
+of ssl_jax.transfer.finetune, as for image methods.
 """
 
 from __future__ import annotations
@@ -19,15 +16,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 
-from ssl_jax import data, optim, parallel
-from ssl_jax.methods import bart, bert, elmo, gpt, text_common
+from ssl_jax import data, parallel
+from ssl_jax.methods import bart, bert, elmo, gpt
 from ssl_jax.methods.base import PyTree
 from ssl_jax.transfer import protocols
 
@@ -77,157 +70,6 @@ def _process_local_rows(x: jax.Array) -> np.ndarray:
         return np.asarray(x)
     shards = {s.index[0].start or 0: s for s in x.addressable_shards}
     return np.concatenate([np.asarray(shards[s].data) for s in sorted(shards)])
-
-
-# ---------------------------------------------------------------------------------- fine-tuning
-
-
-class _Classifier(nn.Module):
-    num_classes: int
-
-    @nn.compact
-    def __call__(self, features: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="head")(features)
-
-
-def finetune_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """config.finetune with its defaults filled in."""
-    defaults = dict(
-        num_steps=500,
-        batch_size=32,
-        learning_rate=1e-4,
-        weight_decay=0.01,
-        warmup_steps=50,
-        seed=0,
-        eval_batch_size=256,
-    )
-    given = config.get("finetune", None)
-    defaults.update(given.to_dict() if given is not None else {})
-    return ml_collections.ConfigDict(defaults)
-
-
-@functools.lru_cache(maxsize=4)
-def _finetune_programs(method: text_common.TextMethod, num_classes: int, cfg_items: tuple, mesh):
-    """(tx, jitted train step, jitted predict) for one method and recipe: compiled once and shared by
-    the pre-trained and from-scratch runs."""
-    cfg = dict(cfg_items)
-    num_steps = int(cfg["num_steps"])
-    optim_cfg = ml_collections.ConfigDict(
-        dict(
-            name="adamw",
-            learning_rate=cfg["learning_rate"],
-            lr_scaling="none",
-            weight_decay=cfg["weight_decay"],
-            warmup_steps=min(int(cfg["warmup_steps"]), max(0, num_steps - 1)),
-            batch_size=cfg["batch_size"],
-            end_lr=0.0,
-        )
-    )
-    tx, _ = optim.make_optimizer(optim_cfg, num_steps)
-    head = _Classifier(num_classes)
-
-    def logits_fn(params, tokens, *, train, rng):
-        features = method.features(params["encoder"], tokens, train=train, rng=rng)
-        return head.apply({"params": params["head"]}, features)
-
-    def train_step(params, opt_state, batch, rng):
-        def loss_fn(params):
-            logits = logits_fn(params, batch["tokens"], train=True, rng=rng)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    def predict(params, batch):
-        logits = logits_fn(params, batch["tokens"], train=False, rng=None)
-        return (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)[:, None]
-
-    step = jax.jit(train_step, donate_argnums=(0, 1))
-    if mesh is not None:
-        replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-        step = jax.jit(
-            train_step,
-            in_shardings=(replicated, replicated, sharded, replicated),
-            out_shardings=(replicated, replicated, replicated),
-            donate_argnums=(0, 1),
-        )
-    return tx, head, step, predict
-
-
-@protocols.register(text_common.TextMethod, "finetune", from_scratch=False)
-@protocols.register(text_common.TextMethod, "finetune_scratch", from_scratch=True)
-def finetune(
-    config: ml_collections.ConfigDict,
-    encoder_variables: dict[str, PyTree],
-    *,
-    mesh: jax.sharding.Mesh | None = None,
-    method: text_common.TextMethod,
-    from_scratch: bool = False,
-) -> dict[str, Any]:
-    """Fine-tunes the whole model + a linear head on the labelled train split (AdamW, warm-up then
-    cosine decay, config.finetune) and reports top-1 accuracy on the test and validation splits.
-
-    from_scratch: start from a random initialisation (seed config.finetune.seed) instead of
-    `encoder_variables`, with the same recipe: the baseline for the pre-trained number.
-    """
-    cfg = finetune_config(config)
-    train_source = data.get_source(config.data, "train")
-    num_classes = int(train_source.num_classes or config.data.num_classes)
-    if mesh is not None:
-        parallel.check_batch_size(cfg.batch_size, mesh)
-    tx, head, step, predict = _finetune_programs(
-        method, num_classes, tuple(sorted(cfg.to_dict().items())), mesh
-    )
-    rng = jax.random.PRNGKey(cfg.seed)
-    init_rng, head_rng, rng = jax.random.split(rng, 3)
-    seq_len = int(config.data.seq_len)
-    if from_scratch:
-        encoder = jax.jit(method.init_params, static_argnums=1)(init_rng, seq_len)
-    else:
-        encoder = jax.tree.map(jnp.asarray, encoder_variables["params"])
-    tokens_like = jax.ShapeDtypeStruct((1, seq_len), jnp.int32)
-    features_dim = jax.eval_shape(method.features, encoder, tokens_like).shape[-1]
-    head_params = head.init(head_rng, jnp.zeros((1, features_dim), jnp.float32))["params"]
-    params = {"encoder": encoder, "head": head_params}
-    opt_state = tx.init(params)
-    if mesh is not None:
-        params, opt_state = parallel.replicate((params, opt_state), mesh)
-    loader = data.BatchLoader(
-        train_source,
-        cfg.batch_size,
-        seed=cfg.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        keys=("tokens", "label"),
-    )
-    losses = []
-    try:
-        for i in range(int(cfg.num_steps)):
-            batch = next(loader)
-            batch = {k: batch[k] for k in ("tokens", "label")}
-            if mesh is not None:
-                batch = parallel.shard_batch(batch, mesh)
-            params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(rng, i))
-            losses.append(loss)
-    finally:
-        loader.close()
-    results = {
-        "init": "random" if from_scratch else "pretrained",
-        "num_steps": int(cfg.num_steps),
-        "final_train_loss": float(losses[-1]) if losses else float("nan"),
-    }
-    for split, key in (("test", "top1"), ("validation", "validation_top1")):
-        correct = per_example_outputs(
-            predict,
-            params,
-            data.get_source(config.data, split),
-            batch_size=cfg.eval_batch_size,
-            mesh=mesh,
-            keys=("tokens", "label"),
-        )
-        results[key] = float(correct.mean())
-    return results
 
 
 @protocols.register(gpt.GPT, "perplexity")
