@@ -13,6 +13,8 @@ from typing import Any
 
 import ml_collections
 
+from ssl_jax import default_config
+
 CONFIG_FILE = "config.json"
 # Keys that may change when a run resumes (the run is the same run, trained or logged longer).
 RESUMABLE_KEYS = (
@@ -80,8 +82,6 @@ def migrate_renamed(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
 def load_config(spec: str | None) -> ml_collections.ConfigDict:
     """`path/to/file.py[:variant]` -> that file's `get_config(variant)`; None -> the packaged default."""
     if spec is None:
-        from ssl_jax import default_config
-
         return default_config.get_config()
     path, _, variant = spec.partition(":")
     if not os.path.isfile(path):
@@ -198,8 +198,6 @@ def config_differences(saved: dict, new: dict) -> list[str]:
     A key the saved config lacks (it was written before the option existed) counts as the same when
     the new config leaves it at ssl_jax.default_config's value: the old run behaved as the default.
     """
-    from ssl_jax import default_config
-
     a, b = _flatten(saved), _flatten(new)
     defaults = _flatten(to_dict(default_config.get_config()))
     diffs = []

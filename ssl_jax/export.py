@@ -24,6 +24,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from ssl_jax import checkpoint, config_util
+from ssl_jax.methods import get_method
 
 MANIFEST_KEY = "ssl_jax_manifest"  # safetensors metadata key
 NPZ_MANIFEST = "__manifest__"  # npz entry
@@ -71,8 +76,6 @@ def manifest_for(
     config: Any, encoder_variables: Mapping[str, Any], *, step: int, input_key: str = "image"
 ) -> dict[str, Any]:
     """The JSON-able description of an exported encoder (see the module docstring)."""
-    from ssl_jax import config_util
-
     cfg = config_util.to_dict(config)
     data, model = cfg.get("data", {}), cfg.get("model", {})
     tensors = {
@@ -116,13 +119,6 @@ def write(path: str, encoder_variables: Mapping[str, Any], manifest: Mapping[str
     text = json.dumps(manifest, sort_keys=True)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if suffix == ".safetensors":
-        try:
-            from safetensors.numpy import save_file
-        except ImportError as e:
-            raise ImportError(
-                "Writing .safetensors needs the safetensors package: pip install 'ssl_jax[export]', "
-                "or export to a .npz file."
-            ) from e
         save_file(tensors, path, metadata={MANIFEST_KEY: text})
     else:
         if NPZ_MANIFEST in tensors:
@@ -135,9 +131,6 @@ def write(path: str, encoder_variables: Mapping[str, Any], manifest: Mapping[str
 def read_exported(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(nested variables {"params", "batch_stats"} of numpy arrays, manifest) of an exported file."""
     if path.endswith(".safetensors"):
-        from safetensors import safe_open
-        from safetensors.numpy import load_file
-
         with safe_open(path, framework="numpy") as f:
             manifest = json.loads(f.metadata()[MANIFEST_KEY])
         return unflatten(load_file(path)), manifest
@@ -152,9 +145,6 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None) -> dict[s
 
     Returns {"path", "step", "tensors", "parameters"} for the command's summary.
     """
-    from ssl_jax import checkpoint, config_util
-    from ssl_jax.methods import get_method
-
     if os.path.splitext(out)[1] not in SUFFIXES:  # fail before reading the checkpoint
         raise ValueError(f"Export file {out!r} must end in {' or '.join(SUFFIXES)}.")
     config = config_util.load_saved(workdir)

@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import augment
+from ssl_jax.methods import common
+
 PyTree = Any
 
 
@@ -162,8 +165,6 @@ class Method(abc.ABC):
 
         Default: config.model.encoder built by `ssl_jax.methods.common.build_encoder`, which every
         image method uses; a method with another backbone (text, a custom network) overrides it."""
-        from ssl_jax.methods import common
-
         return common.build_encoder(self.config, axis_name=axis_name)
 
     def preprocess(
@@ -183,9 +184,6 @@ class Method(abc.ABC):
         centre-crop to config.data.image_size, normalize); training is a random resized crop with
         scale config.eval.finetune_crop_scale (default (0.5, 1)) and a horizontal flip (p = 0.5),
         no colour augmentation. Methods on other inputs override it (no augmentation for tokens)."""
-        from ssl_jax import augment
-        from ssl_jax.methods import common
-
         if not train:
             return common.eval_images(self.config, inputs)
         if rng is None or example_ids is None:
@@ -199,8 +197,6 @@ class Method(abc.ABC):
         """Fine-tuning's augmentation (an `augment.ViewSpec`): a random resized crop to
         config.data.image_size with scale config.eval.finetune_crop_scale and a horizontal flip, no
         colour changes, normalized by mean and std."""
-        from ssl_jax import augment
-
         return augment.ViewSpec(
             crop_size=int(self.config.data.image_size),
             crop_scale=tuple(self.config.eval.get("finetune_crop_scale", (0.5, 1.0))),

@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import augment
+from ssl_jax.data.tokenizer import ByteTokenizer
 from ssl_jax.losses import capped_logit_scale, clip_loss
 from ssl_jax.losses._checks import l2_normalize
 from ssl_jax.methods import common
@@ -108,8 +109,6 @@ def text_vocab_size(config: ml_collections.ConfigDict) -> int:
         return size
     if config.data.get("tokenizer", "byte") == "bpe":
         return int(config.data.vocab_size)
-    from ssl_jax.data.tokenizer import ByteTokenizer
-
     return ByteTokenizer.vocab_size
 
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ssl_jax import parallel
+from ssl_jax import default_config, parallel
 from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.methods.base import Method, PyTree, Variables
 from ssl_jax.models import transformer
@@ -146,8 +146,6 @@ def base_config(method: str) -> ml_collections.ConfigDict:
     """The fields every text config sets, CPU-sized: ssl_jax.default_config with the image parts
     (augmentation, projector) replaced by a text source, a Transformer and a text fine-tuning recipe.
     configs/{gpt,bert}_austen.py start from here and change what their method needs."""
-    from ssl_jax import default_config
-
     config = default_config.get_config()
     config.method = method
     for image_only in ("augment", "simclr"):

@@ -42,7 +42,7 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from ssl_jax import checkpoint, data, models, optim, parallel
+from ssl_jax import checkpoint, data, default_config, models, optim, parallel
 from ssl_jax.data.pipeline import Pipeline
 from ssl_jax.methods.base import TrainState
 from ssl_jax.transfer import probes
@@ -52,8 +52,6 @@ PyTree = Any
 
 @functools.lru_cache(maxsize=1)
 def _default_eval() -> ml_collections.ConfigDict:
-    from ssl_jax import default_config
-
     return default_config.get_config().eval
 
 
