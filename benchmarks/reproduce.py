@@ -33,6 +33,7 @@ written to benchmarks/results/<dataset>_<backbone>.md. Pre-training is timed wit
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -91,8 +92,6 @@ def published(method: str, dataset: str, protocol: str) -> str:
     path = os.path.join(ROOT, "configs", f"{method}_{dataset}.py")
     if protocol != "linear" or not os.path.isfile(path):
         return "—"
-    import ast
-
     with open(path) as f:
         doc = ast.get_docstring(ast.parse(f.read())) or ""
     match = re.search(r"reports\s+(\d+(?:\.\d+)?)%[^.%]{0,40}?top-1", doc)
@@ -403,7 +402,7 @@ def markdown(rows: list[dict], commands: list[str], args, notes: str) -> str:
 
 
 def plots(rows: list[dict], args) -> list[str]:
-    import matplotlib
+    import matplotlib  # here: the backend must be chosen before pyplot is first imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -22,6 +22,7 @@ import platform
 import sys
 import time
 
+import jax
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,8 +125,6 @@ def main(argv=None) -> int:
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         parser.error(f"unrecognized arguments: {bad}")
-
-    import jax
 
     machine = args.machine or (
         f"{platform.machine()} {os.cpu_count()} CPU cores, {jax.devices()[0].platform}, "
