@@ -143,14 +143,12 @@ def dropout_rng(rng: jax.Array, axis_name: str | None) -> jax.Array:
 
 
 def base_config(method: str) -> ml_collections.ConfigDict:
-    """The fields every text config sets, CPU-sized: ssl_jax.default_config with the image parts
-    (augmentation, projector) replaced by a text source, a Transformer and a text fine-tuning recipe.
-    configs/{gpt,bert}_austen.py start from here and change what their method needs."""
-    config = default_config.get_config()
+    """The fields every text config sets, CPU-sized: ssl_jax.default_config's shared fields (run
+    length, logging, checkpoints, evaluation) with a text source, a Transformer and a text
+    fine-tuning recipe. configs/{gpt,bert}_austen.py start from here and change what their method
+    needs."""
+    config = default_config.shared_config()
     config.method = method
-    for image_only in ("augment", "simclr"):
-        if image_only in config:
-            del config[image_only]
     config.data = ml_collections.ConfigDict(
         dict(
             name="text_files",  # or "tfds_text" with tfds_name, text_key, label_key, *_split
