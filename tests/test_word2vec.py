@@ -17,7 +17,7 @@ from ssl_jax import cli
 from ssl_jax.data import skipgram
 from ssl_jax.losses import sgns_loss
 from ssl_jax.methods import get_method
-from ssl_jax.methods.word2vec import nearest_neighbours, word_similarity
+from ssl_jax.transfer.word2vec import nearest_neighbours, word_similarity
 
 import engine_checks
 

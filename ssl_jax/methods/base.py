@@ -9,7 +9,6 @@ branches on a method's name.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax
@@ -209,11 +208,3 @@ class Method(abc.ABC):
             mean=mean,
             std=std,
         )
-
-    def protocols(self) -> dict[str, Callable[..., dict[str, Any]]]:
-        """Evaluation protocols this method adds to ssl_jax.transfer.evaluate's generic ones (kNN, linear, ...).
-
-        name -> fn(config, encoder_variables, *, mesh) -> results dict (e.g. CLIP's zero-shot accuracy,
-        a language model's validation perplexity). `config.eval.protocols` and `ssl-jax evaluate
-        --protocol` select them by name like any other."""
-        return {}

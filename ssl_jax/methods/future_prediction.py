@@ -19,20 +19,19 @@ frozen phi it stays what phi gives. tests/test_future.py demonstrates both.
 Evaluation. `encode` is f o phi: the predicted representation of frame k - 1 + Delta from the clip's
 first k frames, so the generic kNN / linear protocols measure how much of the clip's class survives in
 what f predicts (phi alone was evaluated in its own workdir). The method's own protocol
-"future_regression" reports what f is trained for: the test-split mean squared error of f's predictions
-against the copy-last-frame baseline phi(x_t) (predict no change), and their ratio.
+"future_regression" (ssl_jax.transfer.future) reports what f is trained for: the test-split mean
+squared error of f's predictions against the copy-last-frame baseline phi(x_t) (predict no change),
+and their ratio.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from ssl_jax import augment, models
 from ssl_jax.losses import feature_regression_loss, feature_std
@@ -283,58 +282,3 @@ class FuturePrediction(Method):
         window = images[:, : self.context + self.offset]
         predictions, _, _ = self.predict(encoder_variables, window)
         return predictions.astype(jnp.float32)
-
-    def protocols(self):
-        return {"future_regression": self.future_regression}
-
-    def future_regression(
-        self, config: ml_collections.ConfigDict, encoder_variables: dict, *, mesh=None
-    ) -> dict[str, Any]:
-        """Test-split regression error of f against predicting no change (copy the last frame's phi).
-
-        Returns mse and copy_last_mse (squared L2 per window, averaged over every window of every test
-        clip), relative_mse = mse / copy_last_mse (< 1: f beats the baseline), target_std, num_clips.
-        """
-        del mesh  # each process scores its share of the clips on its own devices
-        from ssl_jax import data, parallel
-
-        source = data.get_source(config.data, "test")
-        batch_size = max(jax.process_count(), int(config.eval.batch_size))
-        batch_size -= batch_size % jax.process_count()
-
-        @jax.jit
-        def score(variables, frames, mask):
-            predictions, targets, last = self.predict(variables, frames)
-            keep = jnp.repeat(mask, predictions.shape[0] // mask.shape[0])  # windows clip-major
-            return (
-                feature_regression_loss(predictions, targets),
-                feature_regression_loss(last, targets),
-                keep,
-                targets,
-            )
-
-        variables = jax.tree.map(jnp.asarray, encoder_variables)
-        errors, baseline, targets = [], [], []
-        for batch in data.eval_batches(
-            source,
-            batch_size,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            keys=("frames",),
-        ):
-            e, c, keep, t = jax.device_get(score(variables, batch["frames"], batch["mask"]))
-            keep = np.asarray(keep, bool)
-            errors.append(e[keep])
-            baseline.append(c[keep])
-            targets.append(t[keep])
-        errors, baseline, targets = (
-            parallel.gather_processes(np.concatenate(a)) for a in (errors, baseline, targets)
-        )
-        mse, copy_last = float(errors.mean()), float(baseline.mean())
-        return {
-            "mse": mse,
-            "copy_last_mse": copy_last,
-            "relative_mse": mse / copy_last if copy_last > 0 else float("inf"),
-            "target_std": float(np.mean(np.std(targets, axis=0))),
-            "num_clips": len(source),
-        }

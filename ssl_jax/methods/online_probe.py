@@ -100,6 +100,3 @@ class OnlineProbe(Method):
 
     def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
         return self.method.preprocess(inputs, train=train, rng=rng, example_ids=example_ids)
-
-    def protocols(self):
-        return self.method.protocols()

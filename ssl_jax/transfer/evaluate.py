@@ -17,8 +17,13 @@ import numpy as np
 
 from ssl_jax import parallel
 from ssl_jax.transfer import finetune as _finetune
+from ssl_jax.transfer import (  # noqa: F401  (importing them registers their protocols)
+    future,
+    text,
+    word2vec,
+    zero_shot,
+)
 from ssl_jax.transfer import protocols as _method_protocols
-from ssl_jax.transfer import text, zero_shot  # noqa: F401  (importing them registers their protocols)
 from ssl_jax.transfer.probes import (
     accuracy,
     extract_features,
@@ -58,8 +63,8 @@ def evaluate_encoder(
 ) -> dict[str, Any]:
     """Runs `protocols` on the encoder: feature protocols ("knn", "linear") on the frozen features of
     `method.encode` over config.data's train and test splits (extracted once), model protocols
-    (MODEL_PROTOCOLS, e.g. fine-tuning) and the method's own (registered in ssl_jax.transfer.protocols, or `method.protocols()`)."""
-    own = {**_method_protocols.for_method(method), **method.protocols()}
+    (MODEL_PROTOCOLS, e.g. fine-tuning) and the method's own (registered in ssl_jax.transfer.protocols)."""
+    own = _method_protocols.for_method(method)
     valid = {**FEATURE_PROTOCOLS, **MODEL_PROTOCOLS, **own}
     unknown = set(protocols) - set(valid)
     if unknown:
