@@ -153,14 +153,15 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None) -> dict[s
     Returns {"path", "step", "tensors", "parameters"} for the command's summary.
     """
     from ssl_jax import checkpoint, config_util
-    from ssl_jax.methods import get_method
+    from ssl_jax.methods import method_class
 
     if os.path.splitext(out)[1] not in SUFFIXES:  # fail before reading the checkpoint
         raise ValueError(f"Export file {out!r} must end in {' or '.join(SUFFIXES)}.")
     config = config_util.load_saved(workdir)
-    method = get_method(config)
     encoder, step = checkpoint.load_encoder(workdir, step)
-    manifest = manifest_for(config, encoder, step=step, input_key=method.batch_keys[0])
+    manifest = manifest_for(
+        config, encoder, step=step, input_key=method_class(config.method).batch_keys[0]
+    )
     write(out, encoder, manifest)
     flat = flatten(encoder)
     return {

@@ -16,7 +16,7 @@ import pytest
 from ssl_jax import cli
 from ssl_jax.data import skipgram
 from ssl_jax.losses import sgns_loss
-from ssl_jax.methods import get_method
+from ssl_jax.method_inputs import build_method
 from ssl_jax.transfer.word2vec import nearest_neighbours, word_similarity
 
 import engine_checks
@@ -157,7 +157,7 @@ def test_on_device_sampling_rates(corpus):
     """Negatives follow unigram^0.75, centers and contexts are kept at sqrt(t/f) + t/f, and a pair at
     distance d survives the dynamic window with probability (window - d + 1) / window."""
     config = engine_checks.load(SMOKE, f"data.data_dir={corpus}", "word2vec.subsample=0.05")
-    method = get_method(config)
+    method = build_method(config)
     variables = method.init(jax.random.PRNGKey(0), ())
     extra = variables.extra
     vocab, w = method.vocab, method.window

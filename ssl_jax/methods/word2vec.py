@@ -14,9 +14,10 @@ fold_in(step key, example id), so results do not depend on the device count:
   distribution: the continuous form of the C code's unigram table; `jax.random.categorical` would
   cost V per draw). A negative equal to the context word
   is kept (the C code skips it); with V in the thousands that is rare except for the most frequent words.
-The noise distribution (as its CDF) and the keep probabilities are computed once from the train split's counts and
-live in the state (`extra`), so a checkpoint carries them. The loss is `sgns_loss` averaged over the
-kept pairs of the global batch.
+The noise distribution (as its CDF) and the keep probabilities are computed once from the train split's
+counts (its vocabulary, the data input "vocab", read by ssl_jax.method_inputs) and live in the state
+(`extra`), so a checkpoint carries them. The loss is `sgns_loss` averaged over the kept pairs of the
+global batch.
 
 Evaluation: the protocols "nearest_neighbours" and "word_similarity" of ssl_jax.transfer.word2vec, kept
 out of the generic kNN / linear protocols, which need labelled examples.
@@ -24,13 +25,13 @@ out of the generic kNN / linear protocols, which need labelled examples.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from ssl_jax import parallel
-from ssl_jax.data import get_source
 from ssl_jax.data.skipgram import keep_probabilities, noise_distribution
 from ssl_jax.losses import sgns_loss
 from ssl_jax.methods.base import LossAux, Method, Variables
@@ -42,22 +43,17 @@ class Word2Vec(Method):
 
     batch_keys = ("center", "context")
 
-    def __init__(
-        self,
-        config: ml_collections.ConfigDict,
-        *,
-        num_steps: int | None = None,
-        steps_per_epoch: int | None = None,
-    ):
-        super().__init__(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
-        source = get_source(config.data, "train")
-        if not hasattr(source, "vocab"):
-            raise ValueError(
-                f"word2vec trains on a skip-gram source (config.data.name='skipgram_text'), "
-                f"not {source.name!r}."
-            )
-        self.vocab = source.vocab
-        self.window = source.window
+    def data_inputs(self) -> tuple[str, ...]:
+        """The train split's vocabulary and the source's window (`method_inputs.vocab`, `.window`)."""
+        return ("vocab", "window")
+
+    @property
+    def vocab(self) -> Any:
+        return self.data_input("vocab")
+
+    @property
+    def window(self) -> int:
+        return self.data_input("window")
 
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
         del image_shape  # a center word is a scalar id

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import parallel
+from ssl_jax.method_inputs import build_method
 from ssl_jax.transfer import finetune as _finetune
 from ssl_jax.transfer import (  # noqa: F401  (importing them registers their protocols)
     future,
@@ -224,12 +225,11 @@ def evaluate_workdir(
 ) -> dict[str, Any]:
     """`ssl-jax evaluate`: restores the encoder saved by `ssl-jax pretrain` in `workdir` and evaluates it."""
     from ssl_jax import checkpoint, config_util
-    from ssl_jax.methods import get_method
 
     config = config_util.load_saved(workdir)
     _add_missing_eval_fields(config)
     config_util.apply_overrides(config, overrides)
-    method = get_method(config)
+    method = build_method(config)
     encoder, step = checkpoint.load_encoder(
         workdir, step, expected=expected_encoder(config, method)
     )
