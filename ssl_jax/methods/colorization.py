@@ -105,7 +105,7 @@ class Colorization(Method):
     # ---- the colour prior
 
     def data_inputs(self) -> tuple[str, ...]:
-        """ "ab_counts" (the training split's ab histogram, `method_inputs.ab_counts`) to rebalance."""
+        """Rebalancing needs "ab_counts", the training split's ab histogram (`method_inputs.ab_counts`)."""
         return ("ab_counts",) if self.config.colorization.rebalance else ()
 
     def class_weights(self) -> np.ndarray:
