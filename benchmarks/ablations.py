@@ -53,7 +53,8 @@ from throughput_lib import profile, runner, tables  # noqa: E402
 from throughput_lib.cases import CASES  # noqa: E402
 
 from ssl_jax import config_util, models, optim, parallel, train  # noqa: E402
-from ssl_jax.methods import SimCLR, common, get_method  # noqa: E402
+from ssl_jax.method_inputs import build_method  # noqa: E402
+from ssl_jax.methods import SimCLR, common  # noqa: E402
 
 # The rows of every case's table, in order (the PyTorch peer's follow where given).
 ROWS = (
@@ -152,7 +153,7 @@ def build_programs(case, examples: int, mesh, overrides: list[str]) -> tuple[dic
     """The case's config (with `overrides`) and every row's lowered program, the views made."""
     config = case.config_fn(examples)
     config_util.apply_overrides(config, overrides)
-    method = get_method(config, num_steps=10_000, steps_per_epoch=100)
+    method = build_method(config, num_steps=10_000, steps_per_epoch=100)
     if not hasattr(method, "views"):
         raise SystemExit(f"{case.name}: the ablations need a two-view method (TwoViewMethod)")
     host_at, example_shape = runner.host_batches(case, config, examples, mesh, "image")
@@ -214,7 +215,7 @@ def build_programs(case, examples: int, mesh, overrides: list[str]) -> tuple[dic
         variant = _overridden(config, fields)
         lowered, state = _library(
             variant,
-            get_method(variant, num_steps=10_000, steps_per_epoch=100),
+            build_method(variant, num_steps=10_000, steps_per_epoch=100),
             mesh,
             host_at,
             example_shape,
@@ -226,7 +227,7 @@ def build_programs(case, examples: int, mesh, overrides: list[str]) -> tuple[dic
     remat = _overridden(config, [f"model.encoder_kwargs={dict(kwargs, remat_norm=True)!r}"])
     lowered, state = _library(
         remat,
-        get_method(remat, num_steps=10_000, steps_per_epoch=100),
+        build_method(remat, num_steps=10_000, steps_per_epoch=100),
         mesh,
         host_at,
         example_shape,

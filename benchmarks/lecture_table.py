@@ -39,7 +39,8 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ssl_jax import checkpoint, config_util, parallel, train  # noqa: E402
-from ssl_jax.methods import METHODS, get_method, method_class  # noqa: E402
+from ssl_jax.method_inputs import build_method  # noqa: E402
+from ssl_jax.methods import METHODS, method_class  # noqa: E402
 from ssl_jax.transfer import evaluate  # noqa: E402
 
 DOWNSTREAM_CLASSES = (5, 6, 7, 8, 9)
@@ -189,7 +190,7 @@ def run_row(label: str, spec: str, args, mesh) -> dict:
             pretrain_minutes = (time.perf_counter() - start) / 60
         encoder, _ = checkpoint.load_encoder(workdir)
         steps = args.steps
-    method = get_method(config)
+    method = build_method(config)
     start = time.perf_counter()
     results = evaluate.evaluate_encoder(
         downstream(config, args), method, encoder, PROTOCOLS, mesh=mesh

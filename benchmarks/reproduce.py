@@ -57,7 +57,7 @@ from ssl_jax import (  # noqa: E402
     reporting,
     train,
 )
-from ssl_jax.methods import get_method  # noqa: E402
+from ssl_jax.method_inputs import build_method  # noqa: E402
 from ssl_jax.transfer import evaluate, finetune, probes  # noqa: E402
 
 DEFAULT_METHODS = "simclr,byol,simsiam,barlow_twins,vicreg,dino,moco_v2,moco_v3,simclr_vicreg"
@@ -172,7 +172,7 @@ def run(method: str, args, mesh) -> dict:
         raise SystemExit(f"{method}: pre-training stopped by a signal; re-run to resume.")
     seconds = time.perf_counter() - start
     encoder, _ = checkpoint.load_encoder(workdir)
-    x, y = test_features(config, get_method(config), encoder, mesh)
+    x, y = test_features(config, build_method(config), encoder, mesh)
     np.savez(os.path.join(workdir, "test_features.npz"), features=x, labels=y)
     return row(method, args, config, results, seconds, args.epochs)
 
@@ -181,7 +181,7 @@ def random_init_baseline(args, mesh) -> dict:
     """SimCLR's encoder, untrained, through the same protocols (fine-tuning = training from scratch)."""
     config = load("simclr", args)
     start = time.perf_counter()
-    method = get_method(config, num_steps=1, steps_per_epoch=1)
+    method = build_method(config, num_steps=1, steps_per_epoch=1)
     tx, _ = optim.make_optimizer(train.optimizer_config(config, 1, 2), 2)
     shape = data.example_shape(data.get_source(config.data, "train"), method.batch_keys[0])
     state = train.create_train_state(method, tx, jax.random.PRNGKey(config.seed), shape)

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from ssl_jax import checkpoint, config_util
-from ssl_jax.methods import get_method
+from ssl_jax.methods import method_class
 
 MANIFEST_KEY = "ssl_jax_manifest"  # safetensors metadata key
 NPZ_MANIFEST = "__manifest__"  # npz entry
@@ -148,9 +148,10 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None) -> dict[s
     if os.path.splitext(out)[1] not in SUFFIXES:  # fail before reading the checkpoint
         raise ValueError(f"Export file {out!r} must end in {' or '.join(SUFFIXES)}.")
     config = config_util.load_saved(workdir)
-    method = get_method(config)
     encoder, step = checkpoint.load_encoder(workdir, step)
-    manifest = manifest_for(config, encoder, step=step, input_key=method.batch_keys[0])
+    manifest = manifest_for(
+        config, encoder, step=step, input_key=method_class(config.method).batch_keys[0]
+    )
     write(out, encoder, manifest)
     flat = flatten(encoder)
     return {

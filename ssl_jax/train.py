@@ -25,7 +25,8 @@ from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint, config_util, data, optim, parallel, reporting
 from ssl_jax.data.pipeline import Pipeline
-from ssl_jax.methods import LossAux, Method, TrainState, get_method, method_class
+from ssl_jax.method_inputs import build_method
+from ssl_jax.methods import LossAux, Method, TrainState, method_class
 
 
 def step_keys(method: Method) -> tuple[str, ...]:
@@ -259,7 +260,7 @@ def _pretrain(
     method_class(config.method)  # an unknown method name fails before any data is read
     train_source = data.get_source(config.data, "train")
     steps_per_epoch, num_steps = total_steps(config, len(train_source))
-    method = get_method(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
+    method = build_method(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
     input_key = method.batch_keys[0]
     check_source(train_source, config, input_key)
     tx, schedule = optim.make_optimizer(

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import cli, config_util, data, optim, parallel, train
-from ssl_jax.methods import get_method
+from ssl_jax.method_inputs import build_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -50,7 +50,7 @@ def load(spec: str, *overrides: str) -> ml_collections.ConfigDict:
 
 
 def batch_for(config, mesh, step: int):
-    keys = train.step_keys(get_method(config))
+    keys = train.step_keys(build_method(config))
     source = data.get_source(config.data, "train")
     loader = data.BatchLoader(source, config.batch_size, seed=0, start_step=step, keys=keys[:-1])
     batch = next(loader)
@@ -61,7 +61,7 @@ def batch_for(config, mesh, step: int):
 def build(config, mesh, *, method=None, run_steps: int = 100):
     """(replicated initial state, jitted step) for a run of `run_steps` steps on `mesh`, shaped for
     the first example of config.data (28x28x1 for Fashion-MNIST)."""
-    method = method or get_method(config, num_steps=run_steps, steps_per_epoch=10)
+    method = method or build_method(config, num_steps=run_steps, steps_per_epoch=10)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 10, run_steps), run_steps)
     shape = data.example_shape(data.get_source(config.data, "train"), method.batch_keys[0])
     state = train.create_train_state(method, tx, jax.random.PRNGKey(0), shape)

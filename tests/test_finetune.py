@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from ssl_jax import checkpoint, models, parallel
-from ssl_jax.methods import get_method
+from ssl_jax.method_inputs import build_method
 from ssl_jax.transfer import evaluate, finetune
 
 import engine_checks
@@ -101,7 +101,7 @@ def test_layer_decay_scales_each_update_by_decay_to_the_distance_from_the_head()
 @pytest.fixture(scope="module")
 def smoke_method():
     config = engine_checks.load(SMOKE, "data.name=embedded_fashion_mnist", *FINETUNE_OVERRIDES)
-    method = get_method(config)
+    method = build_method(config)
     template = finetune.Classifier(method.encoder_module(), int(config.data.num_classes))
     example = np.zeros((1, 28, 28, 1), np.uint8)
     fresh = finetune.init_variables(template, method, example, jax.random.key(7))
@@ -167,7 +167,7 @@ def test_every_image_method_exports_what_its_fine_tuning_encoder_takes(name):
     network fine-tuning builds (`encoder_module`), and the classifier runs on `preprocess`'s output in
     both modes: any image method's checkpoint feeds the fine-tuning protocols."""
     config = engine_checks.load(_smoke_spec(name))
-    method = get_method(config)
+    method = build_method(config)
     size = int(config.data.get("image_size", 28) or 28)
     channels = 3 if name == "colorization" else 1
     variables = method.init(jax.random.key(0), (size, size, channels))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import skimage.color as skcolor  # the test extra installs scikit-image (Lab reference, sample photos)
 
-from ssl_jax import cli, reporting
+from ssl_jax import cli, method_inputs, reporting
 from ssl_jax.augment import pretext
 from ssl_jax.losses import colorization_loss, inpainting_loss, relative_position_loss
 from ssl_jax.methods import get_method
@@ -443,7 +443,7 @@ def test_skimage_samples_source():
 
 def test_colour_prior_matches_a_skimage_reference():
     config = engine_checks.load("colorization_skimage.py:smoke")
-    method = get_method(config, num_steps=3, steps_per_epoch=1)
+    method = method_inputs.build_method(config, num_steps=3, steps_per_epoch=1)
     from ssl_jax.data import get_source
 
     source = get_source(config.data, "train")

@@ -13,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import cli
+from ssl_jax import cli, data
 from ssl_jax.data import skipgram
 from ssl_jax.losses import sgns_loss
+from ssl_jax.method_inputs import build_method
 from ssl_jax.methods import get_method
-from ssl_jax.methods.word2vec import nearest_neighbours, word_similarity
+from ssl_jax.transfer.word2vec import nearest_neighbours, word_similarity
 
 import engine_checks
 
@@ -157,7 +158,7 @@ def test_on_device_sampling_rates(corpus):
     """Negatives follow unigram^0.75, centers and contexts are kept at sqrt(t/f) + t/f, and a pair at
     distance d survives the dynamic window with probability (window - d + 1) / window."""
     config = engine_checks.load(SMOKE, f"data.data_dir={corpus}", "word2vec.subsample=0.05")
-    method = get_method(config)
+    method = build_method(config)
     variables = method.init(jax.random.PRNGKey(0), ())
     extra = variables.extra
     vocab, w = method.vocab, method.window
@@ -185,6 +186,21 @@ def test_on_device_sampling_rates(corpus):
     for d in range(1, w + 1):
         rate = masks[center_kept][:, distance == d].mean()
         np.testing.assert_allclose(rate, (w - d + 1) / w, atol=4 * math.sqrt(0.25 / rows))
+
+
+def test_the_vocabulary_is_a_data_input(corpus):
+    """The method reads no corpus: built without its data inputs it fails naming the missing one, and
+    `bind` takes exactly the inputs it names; build_method gives them, and refuses another source."""
+    config = engine_checks.load(SMOKE, f"data.data_dir={corpus}")
+    bare = get_method(config)
+    assert bare.data_inputs() == ("vocab", "window")
+    with pytest.raises(ValueError, match="'vocab' from the data.*build_method"):
+        bare.init(jax.random.PRNGKey(0), ())
+    with pytest.raises(ValueError, match="needs the data inputs"):
+        bare.bind({"vocab": None})
+    assert build_method(config).vocab is data.get_source(config.data, "train").vocab
+    with pytest.raises(ValueError, match="skip-gram source"):
+        build_method(engine_checks.load(SMOKE, "data.name=skimage_samples"))
 
 
 # ---------------------------------------------------------------- evaluation protocols

@@ -16,7 +16,8 @@ import jax
 import numpy as np
 
 from ssl_jax import augment, config_util, default_config, models
-from ssl_jax.methods import common, get_method
+from ssl_jax.method_inputs import build_method
+from ssl_jax.methods import common
 
 from . import flops
 
@@ -169,7 +170,7 @@ def _mlp_head_dims(head, in_dim: int) -> list[int]:
 
 def _siamese_parts(config) -> tuple[bool, bool]:
     """(has a predictor, keeps an EMA target): read off the method's variables, traced only."""
-    method = get_method(config, num_steps=1, steps_per_epoch=1)
+    method = build_method(config, num_steps=1, steps_per_epoch=1)
     size = common.view_spec(config).crop_size
     shape = (size, size, int(config.data.channels))
     variables = jax.eval_shape(lambda: method.init(jax.random.key(0), shape))

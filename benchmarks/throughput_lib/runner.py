@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from ssl_jax import checkpoint, data, optim, parallel, train
-from ssl_jax.methods import get_method
+from ssl_jax.method_inputs import build_method
 
 from . import flops, profile
 from .cases import Case
@@ -94,7 +94,7 @@ def run_case(
     (cases on Fashion-MNIST); checkpoint_every: also time steps around asynchronous saves;
     profile_dir: also trace `profile_steps` steps into profile_dir/<case> and summarize them."""
     config = case.config_fn(examples)
-    method = get_method(config, num_steps=10_000, steps_per_epoch=100)
+    method = build_method(config, num_steps=10_000, steps_per_epoch=100)
     tx, schedule = optim.make_optimizer(train.optimizer_config(config, 100, 10_000), 10_000)
     batch_at, example_shape = host_batches(case, config, examples, mesh, method.batch_keys[0])
     state = train.create_train_state(method, tx, jax.random.PRNGKey(0), example_shape)

@@ -1,4 +1,5 @@
-"""Method registry: config names -> `Method` classes. train.py looks methods up here by name."""
+"""Method registry: config names -> `Method` classes. Methods are looked up here by name through
+`ssl_jax.method_inputs.build_method`, which also hands each the data inputs it names."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def get_method(
     steps_per_epoch: int | None = None,
 ) -> Method:
     """The method named by `config.method`, bound to `config` (and to the run's length when training);
-    wrapped in an `OnlineProbe` when config.online_probe.enabled."""
+    wrapped in an `OnlineProbe` when config.online_probe.enabled. Without its data inputs: to run a
+    method, build it with `ssl_jax.method_inputs.build_method`."""
     method_cls = method_class(config.method)
     method = method_cls(config, num_steps=num_steps, steps_per_epoch=steps_per_epoch)
     if config.get("online_probe") is not None and config.online_probe.get("enabled", False):

@@ -5,9 +5,9 @@ Sec. 5.1: sentence permutation, then text infilling of config.bart.mask_rate of 
 Poisson(config.bart.poisson_lambda) length, each span replaced by one [MASK]), keyed per example by its
 global index. The bidirectional encoder reads the noised row; the causal decoder, fed the original row
 shifted right behind a <bos>, predicts the original row, scored by `seq2seq_loss` over its non-pad
-tokens. Sentence boundaries come from the tokenizer (`augment.sentence_end_table`: tokens ending in
-".", "!" or "?", and <sep>); rows are cut from running text, so their first and last sentences may be
-fragments.
+tokens. Sentence boundaries come from the tokenizer (the data input "tokenizer";
+`augment.sentence_end_table`: tokens ending in ".", "!" or "?", and <sep>); rows are cut from running
+text, so their first and last sentences may be fragments.
 
 Features for kNN / linear / fine-tuning: the encoder's final hidden states over the clean row, averaged
 over its non-pad tokens (BART's classifier reads the decoder's last token instead; the shared text
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_jax import augment, data
+from ssl_jax import augment
 from ssl_jax.data import tokenizer as tokenizers
 from ssl_jax.losses import seq2seq_loss, token_cross_entropy
 from ssl_jax.methods import text_common
@@ -66,13 +66,17 @@ class BART(text_common.TextMethod):
         dummy = jnp.zeros((2, seq_len), jnp.int32)
         return self.build_model().init({"params": rng}, dummy, dummy, train=False)["params"]
 
+    def data_inputs(self) -> tuple[str, ...]:
+        """Sentence permutation needs the training source's tokenizer (`method_inputs.tokenizer`)."""
+        return ("tokenizer",) if self.noise_cfg["permute_sentences"] else ()
+
     def sentence_ends(self) -> np.ndarray | None:
         """The tokenizer's sentence-ending ids (bool [vocab]), or None without sentence permutation.
-        Read once from the training source's tokenizer (host side, before tracing)."""
+        Built once from the data input "tokenizer" (host side)."""
         if not self.noise_cfg["permute_sentences"]:
             return None
         if self._sentence_ends is None:
-            tokenizer = data.get_source(self.config.data, "train").tokenizer
+            tokenizer = self.data_input("tokenizer")
             table = augment.sentence_end_table(tokenizer)
             vocab = text_common.vocab_size(self.config)
             self._sentence_ends = np.pad(table, (0, max(0, vocab - table.shape[0])))[:vocab]

@@ -4,12 +4,17 @@ The loop (ssl_jax.train) owns the mesh, the optimizer, the data and the checkpoi
 networks, its augmentations, its loss and any state besides the optimized parameters (EMA targets, a queue,
 a centre). Adding a method is one file implementing `Method` plus a loss in ssl_jax.losses; the loop never
 branches on a method's name.
+
+A method reads no dataset, file or other run. What it needs from them (a histogram of the training
+data, a vocabulary, another run's encoder) it names in `data_inputs`; the layer above computes each
+named value (ssl_jax.method_inputs) and hands them over, once, by `bind`; the method reads them with
+`data_input`.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax
@@ -95,6 +100,33 @@ class Method(abc.ABC):
         self.config = config
         self.num_steps = num_steps
         self.steps_per_epoch = steps_per_epoch
+        self._data_inputs: dict[str, Any] = {}
+
+    def data_inputs(self) -> tuple[str, ...]:
+        """The names of what this method, as configured, needs from data or from another run (e.g.
+        colorization's "ab_counts"): each is computed by the provider of that name in
+        ssl_jax.method_inputs and handed over by `bind` before the method is used. It may depend on
+        the config and on whether the method trains (num_steps given) or only encodes. Default: none."""
+        return ()
+
+    def bind(self, inputs: Mapping[str, Any]) -> Method:
+        """Hands the method the values of exactly the names `data_inputs` gives; returns the method."""
+        if set(inputs) != set(self.data_inputs()):
+            raise ValueError(
+                f"{type(self).__name__} needs the data inputs {sorted(self.data_inputs())}; "
+                f"got {sorted(inputs)}."
+            )
+        self._data_inputs = dict(inputs)
+        return self
+
+    def data_input(self, name: str) -> Any:
+        """The value `bind` handed over for `name` (one of `data_inputs()`)."""
+        if name not in self._data_inputs:
+            raise ValueError(
+                f"{type(self).__name__} needs {name!r} from the data; build the method with "
+                "ssl_jax.method_inputs.build_method, which computes it and hands it over by `bind`."
+            )
+        return self._data_inputs[name]
 
     def require_run_length(self) -> tuple[int, int]:
         if self.num_steps is None or self.steps_per_epoch is None:
@@ -205,11 +237,3 @@ class Method(abc.ABC):
             mean=mean,
             std=std,
         )
-
-    def protocols(self) -> dict[str, Callable[..., dict[str, Any]]]:
-        """Evaluation protocols this method adds to ssl_jax.transfer.evaluate's generic ones (kNN, linear, ...).
-
-        name -> fn(config, encoder_variables, *, mesh) -> results dict (e.g. CLIP's zero-shot accuracy,
-        a language model's validation perplexity). `config.eval.protocols` and `ssl-jax evaluate
-        --protocol` select them by name like any other."""
-        return {}

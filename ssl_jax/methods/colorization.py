@@ -10,7 +10,8 @@ We chose classification, as Zhang et al.: the ab target at each output pixel (ar
 cross-entropy is weighted by the rebalancing weight of its nearest bin, so that rare saturated colours
 are not drowned by the desaturated ones a regression loss would average towards. The weights
 (`augment.pretext.rebalancing_weights`, lambda = 0.5, sigma = 5) come from the ab histogram of up to
-`prior_examples` training images, computed once on the host when the state is initialized, and live in
+`prior_examples` training images, the data input "ab_counts" (counted above the methods, by
+ssl_jax.method_inputs); they are computed once on the host when the state is initialized, and live in
 `state.extra["class_weights"]` (so the checkpoint records them). With `rebalance = False` all weights are 1.
 
 `encode` gives the backbone's pooled features of the L channel ([b, D]), so kNN, linear probe and
@@ -103,28 +104,20 @@ class Colorization(Method):
 
     # ---- the colour prior
 
+    def data_inputs(self) -> tuple[str, ...]:
+        """Rebalancing needs "ab_counts", the training split's ab histogram (`method_inputs.ab_counts`)."""
+        return ("ab_counts",) if self.config.colorization.rebalance else ()
+
     def class_weights(self) -> np.ndarray:
         """Rebalancing weights [Q] from the training split's ab histogram (host side, once)."""
         cfg = self.config.colorization
         if not cfg.rebalance:
             return np.ones(self.grid.num_bins, np.float32)
-        from ssl_jax import data  # deferred: only training needs the data
-
-        source = data.get_source(self.config.data, "train")
-        n = min(len(source), int(cfg.prior_examples))
-        rows = np.sort(
-            np.random.default_rng(self.config.seed).choice(len(source), n, replace=False)
-        )
-        counts = np.zeros(self.grid.num_bins)
-        for start in range(0, n, 256):
-            images = source.get(rows[start : start + 256])["image"]
-            if images.shape[-1] != 3:
-                raise ValueError(
-                    f"Colorization needs RGB images; {source.name!r} has {images.shape[-1]} channel(s)."
-                )
-            counts += pretext.ab_histogram(images, self.grid)
         return pretext.rebalancing_weights(
-            counts, self.grid.centers, sigma=cfg.rebalance_sigma, mix=cfg.rebalance_mix
+            self.data_input("ab_counts"),
+            self.grid.centers,
+            sigma=cfg.rebalance_sigma,
+            mix=cfg.rebalance_mix,
         )
 
     # ---- Method interface

@@ -5,8 +5,9 @@ from phi(x_{t-k+1}) .. phi(x_t), the k most recent frames (config.future.context
 config.future.offset = Delta). Every window of the clip is one regression pair.
 
 phi is loaded from the encoder checkpoint of another run (config.future.phi_workdir, e.g. a SimCLR
-pre-training), rebuilt with the method and config saved in that workdir and applied exactly as that
-method encodes images (its preprocessing and normalization; frames at their own resolution unless
+pre-training), rebuilt with the method and config saved in that workdir (both read above the methods,
+by ssl_jax.method_inputs, and handed over as data inputs) and applied exactly as that method encodes
+images (its preprocessing and normalization; frames at their own resolution unless
 config.future.phi_image_size says otherwise). It is frozen: its variables live in `state.extra`, not in
 the optimized parameters, and its features are wrapped in stop_gradient. Without a phi_workdir, phi is
 config.model.encoder at its random initialization (frozen random features).
@@ -19,20 +20,17 @@ frozen phi it stays what phi gives. tests/test_future.py demonstrates both.
 Evaluation. `encode` is f o phi: the predicted representation of frame k - 1 + Delta from the clip's
 first k frames, so the generic kNN / linear protocols measure how much of the clip's class survives in
 what f predicts (phi alone was evaluated in its own workdir). The method's own protocol
-"future_regression" reports what f is trained for: the test-split mean squared error of f's predictions
-against the copy-last-frame baseline phi(x_t) (predict no change), and their ratio.
+"future_regression" (ssl_jax.transfer.future) reports what f is trained for: the test-split mean
+squared error of f's predictions against the copy-last-frame baseline phi(x_t) (predict no change),
+and their ratio.
 """
 
 from __future__ import annotations
-
-import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from ssl_jax import augment, models
 from ssl_jax.losses import feature_regression_loss, feature_std
@@ -98,33 +96,16 @@ class FuturePrediction(Method):
         self.train_phi = bool(fut.get("train_phi", False))
         self.residual = bool(fut.get("residual", False))
         self.phi_workdir = fut.get("phi_workdir", "") or ""
-        self._phi_saved_config = None
-        if self.phi_workdir:
-            from ssl_jax import config_util
-            from ssl_jax.methods import method_class
 
-            self._phi_saved_config = config_util.load_saved(self.phi_workdir)
-            key = method_class(self._phi_saved_config.method).batch_keys[0]
-            if key != "image":
-                raise ValueError(
-                    f"phi must be an image encoder; {self.phi_workdir!r} holds a "
-                    f"{self._phi_saved_config.method!r} run on {key!r}."
-                )
-        self._phi_loaded = None
-        if self.phi_workdir and num_steps is not None:
-            # Read now, outside any jit: `init` runs traced, where Orbax cannot build arrays.
-            self._phi_loaded = self._read_phi()
+    def data_inputs(self) -> tuple[str, ...]:
+        """With a phi_workdir: "phi_method" (phi's method, by image size), and phi's variables to
+        train ("phi_variables") or, to evaluate, only their shapes ("phi_shapes"): ssl_jax.method_inputs
+        reads them from phi_workdir's saved config and checkpoint."""
+        if not self.phi_workdir:
+            return ()
+        return ("phi_method", "phi_variables" if self.num_steps is not None else "phi_shapes")
 
     # ---- phi
-
-    @functools.lru_cache(maxsize=4)  # noqa: B019 (a handful of sizes per method object)
-    def _phi_method(self, image_size: int) -> Method:
-        """The phi workdir's method, set to encode images at `image_size`."""
-        from ssl_jax.methods import get_method
-
-        config = ml_collections.ConfigDict(self._phi_saved_config.to_dict())
-        config.data.image_size = image_size
-        return get_method(config)
 
     def _phi_encoder(self) -> nn.Module:
         return common.build_encoder(self.config, axis_name=None)
@@ -132,8 +113,8 @@ class FuturePrediction(Method):
     def phi(self, phi_variables: PyTree, images: jax.Array) -> jax.Array:
         """phi's features [n, D] float32 of uint8 frames [n, H, W, C], in eval mode."""
         size = int(self.config.future.get("phi_image_size", 0)) or images.shape[1]
-        if self._phi_saved_config is not None:
-            return self._phi_method(size).encode(phi_variables, images)
+        if self.phi_workdir:
+            return self.data_input("phi_method")(size).encode(phi_variables, images)
         data = self.config.data
         x = augment.preprocess_eval(
             images, image_size=size, mean=tuple(data.mean), std=tuple(data.std)
@@ -149,20 +130,10 @@ class FuturePrediction(Method):
         return features.reshape(b, num_frames, -1)
 
     def _load_phi(self, rng: jax.Array, image_shape: tuple[int, ...]) -> PyTree:
-        if self._phi_saved_config is None:
+        if not self.phi_workdir:
             dummy = jnp.zeros((1, *image_shape), jnp.float32)
             return self._phi_encoder().init(rng, dummy, train=False)
-        if self._phi_loaded is None:
-            self._phi_loaded = self._read_phi()
-        return self._phi_loaded
-
-    def _read_phi(self) -> PyTree:
-        """phi's variables (numpy) from the encoder item of phi_workdir's checkpoint."""
-        from ssl_jax import checkpoint
-
-        step = int(self.config.future.get("phi_step", 0)) or None
-        encoder, _ = checkpoint.load_encoder(self.phi_workdir, step)
-        return encoder
+        return self.data_input("phi_variables")
 
     # ---- f
 
@@ -205,20 +176,16 @@ class FuturePrediction(Method):
         return Variables(params, batch_stats, extra={"phi": phi_vars})
 
     def exported_shapes(self, example_shape: tuple[int, ...]) -> PyTree:
-        """As `Method.exported_shapes`; phi read from phi_workdir is taken from its checkpoint's
-        metadata, so no array is read (and none could be inside the trace)."""
-        if self._phi_saved_config is None or self._phi_loaded is not None:
+        """As `Method.exported_shapes`; evaluating, phi's are the data input "phi_shapes" (read from
+        its checkpoint's metadata), so no array is read (and none could be inside the trace)."""
+        if "phi_shapes" not in self.data_inputs():
             return super().exported_shapes(example_shape)
-        from ssl_jax import checkpoint
-
-        step = int(self.config.future.get("phi_step", 0)) or None
-        phi = checkpoint.encoder_shapes(self.phi_workdir, step)
 
         def exported(phi_vars):
             variables = self._init_around(phi_vars, jax.random.key(0), tuple(example_shape))
             return self.export_encoder(fresh_state(variables))
 
-        return jax.eval_shape(exported, phi)
+        return jax.eval_shape(exported, self.data_input("phi_shapes"))
 
     def _phi_variables(self, params: PyTree, batch_stats: PyTree, extra: PyTree) -> PyTree:
         if self.train_phi:
@@ -283,58 +250,3 @@ class FuturePrediction(Method):
         window = images[:, : self.context + self.offset]
         predictions, _, _ = self.predict(encoder_variables, window)
         return predictions.astype(jnp.float32)
-
-    def protocols(self):
-        return {"future_regression": self.future_regression}
-
-    def future_regression(
-        self, config: ml_collections.ConfigDict, encoder_variables: dict, *, mesh=None
-    ) -> dict[str, Any]:
-        """Test-split regression error of f against predicting no change (copy the last frame's phi).
-
-        Returns mse and copy_last_mse (squared L2 per window, averaged over every window of every test
-        clip), relative_mse = mse / copy_last_mse (< 1: f beats the baseline), target_std, num_clips.
-        """
-        del mesh  # each process scores its share of the clips on its own devices
-        from ssl_jax import data, parallel
-
-        source = data.get_source(config.data, "test")
-        batch_size = max(jax.process_count(), int(config.eval.batch_size))
-        batch_size -= batch_size % jax.process_count()
-
-        @jax.jit
-        def score(variables, frames, mask):
-            predictions, targets, last = self.predict(variables, frames)
-            keep = jnp.repeat(mask, predictions.shape[0] // mask.shape[0])  # windows clip-major
-            return (
-                feature_regression_loss(predictions, targets),
-                feature_regression_loss(last, targets),
-                keep,
-                targets,
-            )
-
-        variables = jax.tree.map(jnp.asarray, encoder_variables)
-        errors, baseline, targets = [], [], []
-        for batch in data.eval_batches(
-            source,
-            batch_size,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            keys=("frames",),
-        ):
-            e, c, keep, t = jax.device_get(score(variables, batch["frames"], batch["mask"]))
-            keep = np.asarray(keep, bool)
-            errors.append(e[keep])
-            baseline.append(c[keep])
-            targets.append(t[keep])
-        errors, baseline, targets = (
-            parallel.gather_processes(np.concatenate(a)) for a in (errors, baseline, targets)
-        )
-        mse, copy_last = float(errors.mean()), float(baseline.mean())
-        return {
-            "mse": mse,
-            "copy_last_mse": copy_last,
-            "relative_mse": mse / copy_last if copy_last > 0 else float("inf"),
-            "target_std": float(np.mean(np.std(targets, axis=0))),
-            "num_clips": len(source),
-        }

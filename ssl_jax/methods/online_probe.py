@@ -38,6 +38,13 @@ class OnlineProbe(Method):
         self.num_classes = int(method.config.data.num_classes)
         self.weight = float(method.config.online_probe.get("weight", 1.0))
 
+    def data_inputs(self) -> tuple[str, ...]:
+        return self.method.data_inputs()
+
+    def bind(self, inputs) -> OnlineProbe:
+        self.method.bind(inputs)
+        return self
+
     def _head(self) -> models.LinearHead:
         return models.LinearHead(self.num_classes)
 
@@ -100,6 +107,3 @@ class OnlineProbe(Method):
 
     def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
         return self.method.preprocess(inputs, train=train, rng=rng, example_ids=example_ids)
-
-    def protocols(self):
-        return self.method.protocols()

@@ -16,9 +16,15 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import parallel
+from ssl_jax.method_inputs import build_method
 from ssl_jax.transfer import finetune as _finetune
+from ssl_jax.transfer import (  # noqa: F401  (importing them registers their protocols)
+    future,
+    text,
+    word2vec,
+    zero_shot,
+)
 from ssl_jax.transfer import protocols as _method_protocols
-from ssl_jax.transfer import text, zero_shot  # noqa: F401  (importing them registers their protocols)
 from ssl_jax.transfer.probes import (
     accuracy,
     extract_features,
@@ -59,8 +65,8 @@ def evaluate_encoder(
 ) -> dict[str, Any]:
     """Runs `protocols` on the encoder: feature protocols ("knn", "linear") on the frozen features of
     `method.encode` over config.data's train and test splits (extracted once), model protocols
-    (MODEL_PROTOCOLS, e.g. fine-tuning) and the method's own (registered in ssl_jax.transfer.protocols, or `method.protocols()`)."""
-    own = {**_method_protocols.for_method(method), **method.protocols()}
+    (MODEL_PROTOCOLS, e.g. fine-tuning) and the method's own (registered in ssl_jax.transfer.protocols)."""
+    own = _method_protocols.for_method(method)
     valid = {**FEATURE_PROTOCOLS, **MODEL_PROTOCOLS, **own}
     unknown = set(protocols) - set(valid)
     if unknown:
@@ -226,12 +232,11 @@ def evaluate_workdir(
 ) -> dict[str, Any]:
     """`ssl-jax evaluate`: restores the encoder saved by `ssl-jax pretrain` in `workdir` and evaluates it."""
     from ssl_jax import checkpoint, config_util
-    from ssl_jax.methods import get_method
 
     config = config_util.load_saved(workdir)
     _add_missing_eval_fields(config)
     config_util.apply_overrides(config, overrides)
-    method = get_method(config)
+    method = build_method(config)
     encoder, step = checkpoint.load_encoder(
         workdir, step, expected=expected_encoder(config, method)
     )
