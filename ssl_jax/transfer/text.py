@@ -144,7 +144,7 @@ def bart_masked_accuracy(
     config, encoder_variables, *, mesh=None, method: bart.BART, split: str = "validation"
 ):
     """Reconstruction accuracy on the infilled tokens of every row of `split` (fixed noise key)."""
-    method.sentence_ends()  # read the tokenizer before tracing
+    method.sentence_ends()  # build the table (from the bound tokenizer) on the host, before tracing
     sums = per_example_outputs(
         functools.partial(bart.reconstruction_sums, method, jax.random.PRNGKey(config.seed)),
         {"params": encoder_variables["params"]},
