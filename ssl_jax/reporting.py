@@ -106,6 +106,8 @@ def plot_curves(workdir: str) -> str | None:
     records = read_metrics(workdir)
     if not records:
         return None
+    # Imported here: the backend must be chosen before pyplot is first imported, and pyplot costs
+    # ~0.7 s, paid only by the runs that write the plot.
     import matplotlib
 
     matplotlib.use("Agg")
