@@ -17,7 +17,10 @@ channel is composited over white, a grayscale photo in an RGB dataset is replica
 and a photo smaller than its crop is upsampled.
 
 `FolderPhotos` (root/<class>/<image>) and `TfdsPhotos` (a prepared ArrayRecord tfds dataset read
-with its images still encoded) are the random-access inputs of `ssl_jax.data.pipeline`.
+with its images still encoded) are the random-access inputs of `ssl_jax.data.pipeline`, which
+crops their training views. They are also `Source`s: `get` returns each photo's eval view at
+`image_size`, so evaluation, fine-tuning and methods without host crops read them as whole images.
+`get_source` returns them for image folders and variable-size tfds datasets (config.data.host_crop).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ssl_jax.augment.image import CROP_DRAWS
-from ssl_jax.data.common import GRAYSCALE_MODES, DatasetNotFoundError, tfds_hint
+from ssl_jax.data.common import DatasetNotFoundError, check_indices, tfds_hint
 
 _CROP_TRIES = (CROP_DRAWS - 2) // 2  # the layout of augment.crop_box_from_uniforms' uniforms
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -231,21 +234,75 @@ def decode_eval(
     return array if array.ndim == 3 else array[..., None]
 
 
-class FolderPhotos:
+class _Photos:
+    """What both photo sources share: the `Source` attributes (name, image_shape, num_classes,
+    class_names) and `get`, which returns each photo's eval view (`decode_eval` at image_size),
+    so whatever reads whole images (evaluation, fine-tuning, a method without host crops) reads
+    a short-side resize and centre crop, never a squash. Subclasses define `example(index)`."""
+
+    name: str
+    image_size: int
+    mode: str
+    num_classes: int | None
+    class_names: tuple[str, ...] | None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 1 if self.mode == "L" else 3)
+
+    def example(self, index: int) -> tuple[bytes | str, str, int | None]:
+        raise NotImplementedError
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        images, labels = [], []
+        for index in check_indices(indices, len(self)).tolist():
+            data, where, label = self.example(index)
+            images.append(decode_eval(data, self.image_size, mode=self.mode, where=where))
+            labels.append(label)
+        out = {"image": np.stack(images) if images else np.zeros((0, *self.image_shape), np.uint8)}
+        if self.num_classes is not None:
+            out["label"] = np.asarray(labels, np.int32)
+        return out
+
+
+class FolderPhotos(_Photos):
     """The photographs of an image folder (root/<class_name>/**/<image>), read as files.
 
     Built from the `paths` and `labels` of an `ssl_jax.data.ImageFolderSource` (the same files,
-    classes and order), or from any such lists.
+    classes, order and colour mode), or from any such lists.
     """
 
-    def __init__(self, paths: Sequence[str], labels: np.ndarray | None, *, name: str = "photos"):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: np.ndarray | None,
+        *,
+        name: str = "photos",
+        image_size: int = 224,
+        mode: str = "RGB",
+        class_names: Sequence[str] | None = None,
+    ):
         self.paths = list(paths)
         self.labels = None if labels is None else np.asarray(labels, np.int32)
-        self.name = name
+        self.name, self.image_size, self.mode = name, int(image_size), mode
+        self.class_names = None if class_names is None else tuple(class_names)
+        if self.labels is None:
+            self.num_classes = None
+        elif self.class_names is not None:
+            self.num_classes = len(self.class_names)
+        else:
+            self.num_classes = int(self.labels.max()) + 1 if len(self.labels) else 0
 
     @classmethod
-    def from_source(cls, source: Any) -> FolderPhotos:
-        return cls(source.paths, getattr(source, "labels", None), name=source.name)
+    def from_source(cls, source: Any, image_size: int = 224) -> FolderPhotos:
+        return cls(
+            source.paths,
+            getattr(source, "labels", None),
+            name=source.name,
+            image_size=image_size,
+            mode="L" if source.image_shape[-1] == 1 else "RGB",
+            class_names=getattr(source, "class_names", None),
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -256,7 +313,7 @@ class FolderPhotos:
         return self.paths[index], self.paths[index], label
 
 
-class TfdsPhotos:
+class TfdsPhotos(_Photos):
     """A prepared tfds dataset (ArrayRecord) read with its images still encoded, so they are
     decoded by `decode_views` (draft mode) instead of in full. Opened lazily, so each loader
     worker process opens its own files."""
@@ -269,9 +326,11 @@ class TfdsPhotos:
         *,
         image_key: str = "image",
         label_key: str | None = "label",
+        image_size: int = 224,
     ):
         self.name, self.split, self.data_dir = name, split, data_dir
         self.image_key, self.label_key = image_key, label_key
+        self.image_size = int(image_size)
         self._records = None
         self._length = len(self._open())
 
@@ -292,6 +351,11 @@ class TfdsPhotos:
                 raise ValueError(f"tfds {self.name!r} has no feature {self.image_key!r}")
             if self.label_key not in features:
                 self.label_key = None
+            label_feature = features[self.label_key] if self.label_key else None
+            self.num_classes = getattr(label_feature, "num_classes", None)
+            names = getattr(label_feature, "names", None)
+            self.class_names = tuple(names) if names else None
+            self.mode = "L" if tuple(features[self.image_key].shape)[-1] == 1 else "RGB"
             decoders = {self.image_key: tfds.decode.SkipDecoding()}
             self._records = builder.as_data_source(split=self.split, decoders=decoders)
         return self._records
@@ -307,10 +371,3 @@ class TfdsPhotos:
         record = self._open()[index]
         label = None if self.label_key is None else int(record[self.label_key])
         return bytes(record[self.image_key]), f"{self.name}[{self.split}] #{index}", label
-
-
-def photo_mode(photos: FolderPhotos | TfdsPhotos) -> str:
-    """'L' when the first photo is grayscale (as ImageFolderSource decides), else 'RGB'."""
-    data, where, _ = photos.example(0)
-    with open_photo(data, where) as image:
-        return "L" if image.mode in GRAYSCALE_MODES else "RGB"
