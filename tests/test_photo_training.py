@@ -107,3 +107,56 @@ def test_host_crop_no_reads_whole_resized_images(photo_folder):
     config.data.host_crop = "sometimes"
     with pytest.raises(ValueError, match="host_crop must be one of"):
         data.get_source(config.data, "train")
+
+
+@pytest.mark.parametrize(
+    "spec, full_crop",
+    [
+        ("byol_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
+        ("moco_v2_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
+        ("barlow_twins_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
+        ("mae_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
+        ("supervised_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
+        (
+            "dino_fashion_mnist.py:smoke",
+            {"augment.global_scale": (1.0, 1.0), "augment.local_scale": (1.0, 1.0)},
+        ),
+    ],
+)
+def test_each_method_reads_host_views_as_its_device_crops(spec, full_crop):
+    """Every view the method names in train_views() is read from batch["view_<i>"] with the crop
+    off: with crops that keep the whole (square) image, the loss from host views equals the loss
+    from on-device crops of batch["image"], the rest of each view's augmentation keyed as before;
+    views of another size than their spec's are refused (so none is cropped again on device)."""
+    import jax
+
+    config = config_util.load_config(os.path.join(CONFIGS, spec))
+    config.data.name = "embedded_fashion_mnist"
+    config.update_from_flattened_dict(full_crop)
+    if config.method == "dino":
+        config.augment.local_size = config.augment.global_size
+    method = get_method(config, num_steps=10, steps_per_epoch=5)
+    source = data.get_source(config.data, "train")
+    whole = Pipeline(source, 8, seed=0, keys=method.batch_keys).batch_at(0)
+    views = method.train_views()
+    assert all(v.crop_size == 28 for v in views)
+    cropped = {k: v for k, v in whole.items() if k != "image"}
+    cropped.update({f"view_{i}": whole["image"] for i in range(len(views))})
+    variables = method.init(jax.random.key(0), (28, 28, 1))
+
+    @jax.jit
+    def loss(batch):
+        return method.loss_fn(
+            variables.params,
+            variables.batch_stats,
+            variables.extra,
+            batch,
+            rng=jax.random.key(1),
+            step=jax.numpy.int32(0),
+            axis_name=None,
+        )[0]
+
+    np.testing.assert_allclose(loss(cropped), loss(whole), rtol=2e-5, atol=1e-6)
+    small = {**cropped, **{f"view_{i}": whole["image"][:, :20, :20] for i in range(len(views))}}
+    with pytest.raises(ValueError, match="host-cropped view must be 28x28"):
+        loss(small)
