@@ -113,6 +113,10 @@ def test_host_crop_no_reads_whole_resized_images(photo_folder):
     "spec, full_crop",
     [
         ("byol_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
+        (
+            "simclr_fashion_mnist.py:smoke",
+            {"augment.crop_scale": (1.0, 1.0), "online_probe.enabled": True},
+        ),
         ("moco_v2_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
         ("barlow_twins_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
         ("mae_fashion_mnist.py:smoke", {"augment.crop_scale": (1.0, 1.0)}),
