@@ -206,7 +206,7 @@ def _resize(array: np.ndarray, box: Box, size: int) -> np.ndarray:
     longest = max(right - left, bottom - top)
     if longest > 2 * size:
         left, top, right, bottom = (int(round(v)) for v in box)
-        crop = array[top:bottom, left:right]
+        crop = array[top : max(bottom, top + 1), left : max(right, left + 1)]
         out = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     else:
         n = 2 * size if longest > size else size
