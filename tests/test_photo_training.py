@@ -1,17 +1,22 @@
 """Pre-training and evaluation on photographs end to end: an image folder of JPEGs of random sizes
 is read as photos (config.data.host_crop), the host crops each method's training views from the
 original photo (SimCLR's two, DINO's 2 global + 2 local multi-crop), the step augments them on
-device with the crop off, and the kNN / linear evaluation reads the eval crop."""
+device with the crop off, and the kNN / linear evaluation reads the eval crop; every image method's
+views are read with the crop off; tfds datasets of variable-size images are photos too."""
 
+import importlib.util
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
 from ssl_jax import config_util, data, train
-from ssl_jax.data.photos import FolderPhotos
+from ssl_jax.data import pipeline
+from ssl_jax.data.photos import FolderPhotos, TfdsPhotos, decode_eval
 from ssl_jax.data.pipeline import Pipeline
 from ssl_jax.methods import get_method
 
@@ -86,9 +91,6 @@ def test_pretrain_on_photos_with_host_crops(spec, sizes, photo_folder, tmp_path)
 def test_photo_evaluation_reads_the_centre_crop(photo_folder):
     """The eval images of a photo source are each photo's short-side resize and centre crop at
     data.image_size (photos.decode_eval), through the grain eval batches as through `get`."""
-    from ssl_jax.data import pipeline
-    from ssl_jax.data.photos import decode_eval
-
     config = _config("simclr_imagenet.py:smoke", photo_folder)
     source = data.get_source(config.data, "test")
     batches = list(pipeline.eval_batches(source, 8))
@@ -132,8 +134,6 @@ def test_each_method_reads_host_views_as_its_device_crops(spec, full_crop):
     off: with crops that keep the whole (square) image, the loss from host views equals the loss
     from on-device crops of batch["image"], the rest of each view's augmentation keyed as before;
     views of another size than their spec's are refused (so none is cropped again on device)."""
-    import jax
-
     config = config_util.load_config(os.path.join(CONFIGS, spec))
     config.data.name = "embedded_fashion_mnist"
     config.update_from_flattened_dict(full_crop)
@@ -156,7 +156,7 @@ def test_each_method_reads_host_views_as_its_device_crops(spec, full_crop):
             variables.extra,
             batch,
             rng=jax.random.key(1),
-            step=jax.numpy.int32(0),
+            step=jnp.int32(0),
             axis_name=None,
         )[0]
 
@@ -164,3 +164,26 @@ def test_each_method_reads_host_views_as_its_device_crops(spec, full_crop):
     small = {**cropped, **{f"view_{i}": whole["image"][:, :20, :20] for i in range(len(views))}}
     with pytest.raises(ValueError, match="host-cropped view must be 28x28"):
         loss(small)
+
+
+def test_variable_size_tfds_images_are_read_as_photos(photo_folder, tmp_path):
+    """host_crop="auto" reads a tfds dataset of variable-size JPEGs as photos (their encoded
+    bytes, whose `get` is each photo's eval crop), "no" as whole images resized to image_size."""
+    pytest.importorskip("tensorflow_datasets")
+    spec = importlib.util.spec_from_file_location(
+        "input_pipeline", os.path.join(ROOT, "benchmarks", "input_pipeline.py")
+    )
+    input_pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(input_pipeline)
+    folder = data.get_source(
+        {"name": "image_folder", "data_dir": photo_folder, "image_size": 16}, "test"
+    )
+    input_pipeline.build_tfds(str(tmp_path), folder.paths, [int(v) for v in folder.labels], 2)
+    cfg = {"name": "tfds", "tfds_name": "ssl_jax_photos", "data_dir": str(tmp_path)}
+    cfg["image_size"] = 16
+    photos = data.get_source(cfg, "train")
+    assert isinstance(photos, TfdsPhotos) and photos.image_shape == (16, 16, 3)
+    expected = np.stack([decode_eval(photos.example(i)[0], 16) for i in range(8)])
+    np.testing.assert_array_equal(photos.get(np.arange(8))["image"], expected)
+    whole = data.get_source({**cfg, "host_crop": "no"}, "train")
+    assert isinstance(whole, data.TfdsSource) and whole.image_shape == (16, 16, 3)
