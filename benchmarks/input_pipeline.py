@@ -4,8 +4,8 @@ Builds an ImageNet-like JPEG image folder from scikit-image's bundled colour pho
 crops re-encoded at random sizes, sides 300-600 px, 10 classes) and the same files as a tfds
 ArrayRecord dataset; then times `ssl_jax.data.pipeline.Pipeline` producing two 224-px SimCLR views
 per example (host decode-and-crop, uint8 out) for 1, 2, 4, ... grain worker processes, beside the
-decoders compared on one core (PIL full decode + squash, today's path; PIL draft mode, chosen;
-simplejpeg's DCT scaling, when installed). Peak host memory is the largest summed RSS of this
+decoders compared on one core (PIL full decode + squash, the host_crop=no path; PIL draft mode, the
+path of files simplejpeg does not take; simplejpeg's DCT scaling + OpenCV resize, chosen). Peak host memory is the largest summed RSS of this
 process and its workers, sampled every 50 ms. Writes benchmarks/results/input_pipeline.md.
 
   python benchmarks/input_pipeline.py                        # 2,000 photos, workers 1 2 4
@@ -39,6 +39,7 @@ from ssl_jax.data import ImageFolderSource  # noqa: E402
 from ssl_jax.data.photos import (  # noqa: E402
     FolderPhotos,
     TfdsPhotos,
+    _decode_pil,
     crop_box,
     decode_views,
     simclr_views,
@@ -137,36 +138,24 @@ def decoder_rates(paths: list[str], size: int, count: int) -> dict[str, float]:
                 (size, size), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h)
             )
 
+    def pil_draft(data):
+        def boxes_of(h, w):
+            out = []
+            for _ in views:
+                top, left, bh, bw = crop_box(rng.random(CROP_DRAWS), h, w)
+                out.append((left, top, left + bw, top + bh))
+            return out
+
+        _decode_pil(data, boxes_of, [size] * len(views), "RGB", "<bytes>")
+
     cases = {
-        "PIL full decode, squash to 224 (today's ImageFolderSource)": squash,
+        "PIL full decode, squash to 224 (ImageFolderSource, host_crop=no)": squash,
         "PIL full decode, 2 crops": full,
-        "PIL draft mode, 2 crops (photos.decode_views, chosen)": lambda d: decode_views(
-            d, views, rng
+        "PIL draft mode, 2 crops (photos._decode_pil: the path of non-YCbCr files)": pil_draft,
+        "simplejpeg DCT scaling + OpenCV resize, 2 crops (photos.decode_views, chosen)": (
+            lambda d: decode_views(d, views, rng)
         ),
     }
-    try:
-        import simplejpeg
-
-        def simple(data):
-            hw = simplejpeg.decode_jpeg_header(data)[:2]
-            boxes = [crop_box(rng.random(CROP_DRAWS), *hw) for _ in views]
-            need_h = max(hw[0] * size / b[2] for b in boxes)
-            need_w = max(hw[1] * size / b[3] for b in boxes)
-            array = simplejpeg.decode_jpeg(
-                data,
-                colorspace="RGB",
-                min_height=int(min(need_h, hw[0])),
-                min_width=int(min(need_w, hw[1])),
-            )
-            fy, fx = array.shape[0] / hw[0], array.shape[1] / hw[1]
-            image = Image.fromarray(array)
-            for top, left, h, w in boxes:
-                box = (left * fx, top * fy, (left + w) * fx, (top + h) * fy)
-                image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-
-        cases["simplejpeg DCT scaling + PIL resize, 2 crops"] = simple
-    except ImportError:
-        pass
     out = {}
     for name, fn in cases.items():
         for data in datas[:10]:

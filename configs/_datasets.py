@@ -90,14 +90,21 @@ def imagenet(
         checkpoint_every_steps=checkpoint_every_steps,
     )
     config.eval.batch_size = 1024
+    # The papers' crop: each view's box on the original photograph (ssl_jax.data.photos).
     return _tfds(
-        config, "imagenet2012", image_size, 1000, augment.IMAGENET_MEAN, augment.IMAGENET_STD
+        config,
+        "imagenet2012",
+        image_size,
+        1000,
+        augment.IMAGENET_MEAN,
+        augment.IMAGENET_STD,
+        host_crop="yes",
     )
 
 
-def _tfds(config, name, image_size, num_classes, mean, std) -> ml_collections.ConfigDict:
+def _tfds(config, name, image_size, num_classes, mean, std, **fields) -> ml_collections.ConfigDict:
     config.data.update(name="tfds", tfds_name=name, image_size=image_size, channels=3)
-    config.data.update(num_classes=num_classes, mean=mean, std=std)
+    config.data.update(num_classes=num_classes, mean=mean, std=std, **fields)
     return config
 
 

@@ -87,6 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.data_dir = ""  # for name in {"fashion_mnist", "image_folder", "tfds"}
     config.data.path = ""  # for name == "npz"
     config.data.tfds_name = ""  # for name == "tfds"
+    # Image folders and tfds: "yes" reads photographs (the host crops each training view from the
+    # original photo; evaluation resizes the short side and centre-crops), "no" whole images resized
+    # to image_size, "auto" photographs unless the tfds images have a fixed size (CIFAR, MNIST).
+    config.data.host_crop = "auto"
     config.data.image_size = 28
     config.data.channels = 1
     config.data.num_classes = 10

@@ -3,7 +3,9 @@
 `train_step(state, batch) -> (state, metrics)` is pure: the method's loss runs per device under
 `jax.shard_map` (sharded negatives, synchronized BatchNorm), its gradient is taken from outside the shard_map
 (so JAX inserts the cross-device reduction itself), and the optimizer and target updates run on the
-replicated state. The host ships uint8 images and global example indices only.
+replicated state. The host ships uint8 images and global example indices only: whole images, or,
+for photographs (ssl_jax.data.photos), the method's training views cropped on the host from the
+original photo (`host_views`), whose remaining augmentation runs on device.
 """
 
 from __future__ import annotations
@@ -24,15 +26,30 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint, config_util, data, optim, parallel, reporting
-from ssl_jax.data.pipeline import Pipeline
+from ssl_jax.data.photos import CropView
+from ssl_jax.data.pipeline import Pipeline, is_photos
 from ssl_jax.method_inputs import build_method
 from ssl_jax.methods import LossAux, Method, TrainState, method_class
 
 
-def step_keys(method: Method) -> tuple[str, ...]:
+def step_keys(method: Method, num_views: int = 0) -> tuple[str, ...]:
     """What the host sends to the devices each step: the method's `batch_keys` and the global row ids
-    (labels stay on the host unless a method asks for them)."""
-    return (*method.batch_keys, "example_ids")
+    (labels stay on the host unless a method asks for them); with `num_views` host crops, the views
+    "view_0", ... in place of "image"."""
+    keys = method.batch_keys
+    if num_views:
+        views = tuple(f"view_{i}" for i in range(num_views))
+        keys = views + tuple(k for k in keys if k != "image")
+    return (*keys, "example_ids")
+
+
+def host_views(method: Method, source: Any) -> tuple[CropView, ...] | None:
+    """The crops the host cuts from each photograph: one per `method.train_views()` spec, with its
+    size, scale and ratio. None (whole images) for array sources and methods without train views."""
+    specs = method.train_views() if is_photos(source) else None
+    if specs is None:
+        return None
+    return tuple(CropView(s.crop_size, s.crop_scale, s.crop_ratio) for s in specs)
 
 
 def create_train_state(
@@ -286,17 +303,19 @@ def _pretrain(
         reporting.truncate_metrics(workdir, start if start else -1)
 
     writer = reporting.MetricsWriter(workdir, enabled=is_main)
-    loader = Pipeline(  # grain; the batch of step s is BatchLoader's, for any num_workers
+    views = host_views(method, train_source)
+    loader = Pipeline(  # grain; the batch of step s is a function of (seed, s), for any num_workers
         train_source,
         config.batch_size,
         seed=config.seed,
+        views=views,
         start_step=start,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         num_workers=config.data.get("num_workers", 0),
         keys=method.batch_keys,
     )
-    keys = step_keys(method)
+    keys = step_keys(method, len(views or ()))
     step_fn = make_train_step(method, tx, schedule, mesh)
     progress = reporting.Progress(
         total=num_steps, initial=start, images_per_step=config.batch_size, enabled=is_main

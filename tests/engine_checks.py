@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import cli, config_util, data, optim, parallel, train
+from ssl_jax.data.pipeline import Pipeline
 from ssl_jax.method_inputs import build_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,9 +53,7 @@ def load(spec: str, *overrides: str) -> ml_collections.ConfigDict:
 def batch_for(config, mesh, step: int):
     keys = train.step_keys(build_method(config))
     source = data.get_source(config.data, "train")
-    loader = data.BatchLoader(source, config.batch_size, seed=0, start_step=step, keys=keys[:-1])
-    batch = next(loader)
-    loader.close()
+    batch = Pipeline(source, config.batch_size, seed=0, keys=keys[:-1]).batch_at(step)
     return parallel.shard_batch({k: batch[k] for k in keys}, mesh)
 
 

@@ -6,6 +6,7 @@ Shapes are tiny (16x16 images, a handful per batch) so the file stays CPU-fast.
 """
 
 import colorsys
+import dataclasses
 import functools
 
 import chex
@@ -180,6 +181,21 @@ def test_full_crop_is_identity():
         )
     )
     np.testing.assert_allclose(crop(_keys(4), images), images, atol=1e-6)
+
+
+def test_host_cropped_view_skips_only_the_crop():
+    """A host-cropped spec takes the images as the view; flip, jitter, grayscale, blur and
+    solarize draw what they draw with the crop on (here a full-image crop, an identity)."""
+    images = _uint8_images(6, h=12, w=12)
+    full = dataclasses.replace(_strong_spec(), crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
+    on_host = dataclasses.replace(full, host_cropped=True)
+    rng, ids = jax.random.key(1), jnp.arange(6)
+    expected = augment_batch_jit(rng, images, ids, spec=full)
+    np.testing.assert_allclose(
+        augment_batch_jit(rng, images, ids, spec=on_host), expected, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="host-cropped view must be 12x12"):
+        augment.augment_batch(rng, _uint8_images(6), ids, on_host)
 
 
 def test_crop_output_shape_and_range():

@@ -206,3 +206,48 @@ def test_a_photo_smaller_than_the_crop_is_upsampled(tmp_path):
     with open(path, "rb") as f:  # bytes read the same as the path
         again = photos.decode_views(f.read(), views, np.random.default_rng(0))
     np.testing.assert_array_equal(out, again)
+
+
+def _textured(height: int, width: int) -> np.ndarray:
+    """A photo-like image: smooth colour plus fine texture and hard edges (where resamplers differ)."""
+    rng = np.random.default_rng(3)
+    image = _photo(height, width).astype(float)
+    image += rng.normal(0, 12, image.shape)
+    image[height // 3 : height // 2, width // 4 : width // 2] = (250, 30, 30)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_fast_jpeg_decode_stays_within_a_grey_level_of_pil(tmp_path, mode):
+    """YCbCr and grayscale JPEGs take simplejpeg + OpenCV: the same boxes and DCT scale as PIL's
+    draft mode and, on average, within about a grey level of PIL's antialiased bilinear, for
+    crops that grow, shrink by up to 2, shrink by more, at full and at reduced DCT scale, and for
+    the eval crop."""
+    path = _save(tmp_path, "a.jpg", Image.fromarray(_textured(450, 380)), quality=90)
+    data = open(path, "rb").read()
+    assert photos._jpeg_size(data) == (450, 380)
+    views = (
+        photos.CropView(224),
+        photos.CropView(224, (0.5, 1.0)),
+        photos.CropView(96, (0.05, 0.4)),
+        photos.CropView(40, (0.3, 1.0)),
+    )
+    diffs = []
+    for seed in range(6):
+        for subset in (views, views[2:], views[3:]):  # all, then only small views: 1/2, 1/4 scale
+            fast = photos.decode_views(data, subset, np.random.default_rng(seed), mode=mode)
+            rng = np.random.default_rng(seed)
+            boxes = []
+            for v in subset:
+                top, left, h, w = photos.crop_box(rng.random(CROP_DRAWS), 450, 380, scale=v.scale)
+                boxes.append((left, top, left + w, top + h))
+            sizes = [v.size for v in subset]
+            pil = photos._decode_pil(data, lambda h, w, b=boxes: b, sizes, mode, "a.jpg")
+            for a, b in zip(fast, pil, strict=True):
+                assert a.shape == b.shape == (a.shape[0], a.shape[0], 1 if mode == "L" else 3)
+                diffs.append(np.abs(a.astype(float) - b).mean())
+    eval_pil = photos._decode_pil(
+        data, lambda h, w: [photos.eval_box(h, w, 64, 0.875)], [64], mode, "a.jpg"
+    )[0]
+    diffs.append(np.abs(photos.decode_eval(data, 64, mode=mode).astype(float) - eval_pil).mean())
+    assert np.mean(diffs) < 1.0 and np.max(diffs) < 2.5, (np.mean(diffs), np.max(diffs))

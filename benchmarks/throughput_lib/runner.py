@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from ssl_jax import checkpoint, data, optim, parallel, train
+from ssl_jax.data.pipeline import Pipeline
 from ssl_jax.method_inputs import build_method
 
 from . import flops, profile
@@ -40,11 +41,12 @@ def timed_windows(step_fn, state, batch_at, *, start: int, steps: int):
 
 
 def _real_data_loader(config, data_dir: str, examples: int, keys):
-    """The training loader (`ssl_jax.data.BatchLoader`, shuffled, prefetching) over the real files."""
+    """The training input (`ssl_jax.data.pipeline.Pipeline`: grain, shuffled, prefetching, as
+    `ssl_jax.train` reads it) over the real files."""
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())
     data_cfg.data_dir = data_dir
     source = data.get_source(data_cfg, "train")
-    return source, data.BatchLoader(
+    return source, Pipeline(
         source,
         examples,
         seed=0,
@@ -119,7 +121,7 @@ def run_case(
                 batch = next(loader)
                 return parallel.shard_batch({k: batch[k] for k in (*keys, "example_ids")}, mesh)
 
-            for i in range(warmup):  # the loader's prefetch thread fills up
+            for i in range(warmup):  # the pipeline's prefetch buffer fills up
                 state, metrics = step_fn(state, real_batch(i))
             jax.block_until_ready((state, metrics))
             state, metrics, real_s = timed_windows(step_fn, state, real_batch, start=0, steps=steps)

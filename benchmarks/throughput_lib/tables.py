@@ -64,8 +64,9 @@ def to_markdown(rows: list[dict], env: dict, command: str) -> str:
     if real:
         lines += [
             "",
-            "Real data: the same step fed by the training loader (`ssl_jax.data.BatchLoader`: "
-            "shuffled reads of the files, a prefetch thread) instead of batches already in memory; "
+            "Real data: the same step fed by the training input (`ssl_jax.data.pipeline.Pipeline`: "
+            "grain, shuffled reads of the files, a prefetch thread) instead of batches already in "
+            "memory; "
             "and the loader alone, delivering batches to the devices with no step running (what this "
             "host can feed at most, counted in the same units).",
             "",

@@ -167,6 +167,9 @@ class ViewSpec:
 
     Frozen and hashable, so it can be a static argument of `jax.jit`. Ops with probability 0 are
     left out of the traced program. `blur_kernel_size=None` means ~10% of `crop_size`.
+    `host_cropped=True` skips the random resized crop: the images are that view already, cropped
+    on the host from the photograph (`ssl_jax.data.photos`) with this spec's crop_size,
+    crop_scale and crop_ratio; the other ops draw the same uniforms as with the crop on.
     """
 
     crop_size: int
@@ -186,6 +189,7 @@ class ViewSpec:
     solarize_threshold: float = 0.5
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    host_cropped: bool = False
 
     def __post_init__(self):
         # Configs hand over lists; tuples keep the spec hashable.
@@ -310,13 +314,21 @@ def augment_image(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array
     """
     u_all = draw_uniforms(key, sum(_PIPELINE_DRAWS.values()))
     u = {name: u_all[slot] for name, slot in _PIPELINE_SLOTS.items()}
-    x = random_resized_crop_from_uniforms(
-        u["crop"],
-        image,
-        out_size=(spec.crop_size, spec.crop_size),
-        scale=spec.crop_scale,
-        ratio=spec.crop_ratio,
-    )
+    if spec.host_cropped:
+        if image.shape[:2] != (spec.crop_size, spec.crop_size):
+            raise ValueError(
+                f"a host-cropped view must be {spec.crop_size}x{spec.crop_size}; got "
+                f"{image.shape[0]}x{image.shape[1]}"
+            )
+        x = image
+    else:
+        x = random_resized_crop_from_uniforms(
+            u["crop"],
+            image,
+            out_size=(spec.crop_size, spec.crop_size),
+            scale=spec.crop_scale,
+            ratio=spec.crop_ratio,
+        )
     if spec.flip_prob > 0:
         x = flip_from_uniforms(u["flip"], x, p=spec.flip_prob)
     if spec.jitter_prob > 0:

@@ -3,7 +3,9 @@ views of every image, each drawn by `augment_batch` with its own key.
 
 Crop c of example i is keyed by fold_in(fold_in(rng, c), example_ids[i]): global crops take c = 0 ..
 num_global - 1 and local crops the next num_local indices, so every crop is distinct and, as for the other
-views, independent of the device an example lands on. `dino_view_specs` builds DINO's asymmetric pipeline.
+views, independent of the device an example lands on. The crops are cut on device from one image batch,
+or, for photographs, arrive cut on the host (one batch per crop; the rest of each pipeline runs here,
+keyed the same way). `dino_view_specs` builds DINO's asymmetric pipeline.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ DINO_LOCAL_SCALE = (0.05, 0.4)
 
 
 def _crops(rng: jax.Array, images, example_ids, spec: ViewSpec, indices: Sequence[int]) -> list:
-    """Views for crop indices `indices` that share one spec: one traced pipeline vmapped over the crops."""
+    """Views for crop indices `indices` that share one spec: one traced pipeline vmapped over the crops.
+    `images`: one batch to crop on device, or a sequence holding crop c's host-cut batch at index c."""
     if not indices:
         return []
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, jnp.asarray(indices))
-    views = jax.vmap(lambda k: augment_batch(k, images, example_ids, spec))(keys)
-    return list(views)
+    if not isinstance(images, list | tuple):
+        return list(jax.vmap(lambda k: augment_batch(k, images, example_ids, spec))(keys))
+    cut = jnp.stack([images[c] for c in indices])
+    spec = dataclasses.replace(spec, host_cropped=True)
+    return list(jax.vmap(lambda k, x: augment_batch(k, x, example_ids, spec))(keys, cut))
 
 
 def multicrop_views(
@@ -42,7 +48,9 @@ def multicrop_views(
     num_global: int = 2,
     num_local: int,
 ) -> tuple[list[jax.Array], list[jax.Array]]:
-    """Global and local views of a uint8 batch [B, H, W, C].
+    """Global and local views of a uint8 batch [B, H, W, C], or of the host's crops: a sequence of
+    num_global + num_local uint8 batches, each already at its spec's crop size (the specs' crop is
+    then skipped).
 
     global_spec: one spec, or one per global crop (cycled when shorter, e.g. DINO's two asymmetric
       pipelines). Returns (num_global arrays [B, G, G, C], num_local arrays [B, L, L, C]), float32 and

@@ -1,9 +1,19 @@
-"""Host-side batching: deterministic, resumable, per-process training batches and padded eval batches.
+"""Host-side batching without grain: padded eval batches of in-memory sources, and the threaded
+training loader that fine-tuning still reads through.
 
-The training batch for global step s is a pure function of (seed, s): epoch e = s // steps_per_epoch
-is the permutation `np.random.default_rng([seed, e]).permutation(len(source))`, each epoch drops its
-remainder, and process p holds rows [p * local, (p + 1) * local) of the global batch. So a loader
-built with `start_step=s` continues exactly where a killed run stopped, on any number of processes.
+Training input is `ssl_jax.data.pipeline.Pipeline` (grain: worker processes, a checkpointable
+position, host crops of photographs). What stays here, and why:
+
+- `eval_batches`: every example of a fixed-size source once, in order, padded to whole global
+  batches with a `mask`, split over processes. Each batch is one `source.get` of in-memory arrays
+  or tokens (a fancy index), so grain's worker processes would only add their start-up; the photo
+  sources' eval batches, which decode JPEGs, are grain's (`pipeline.eval_batches`).
+- `BatchLoader`: the same law as Pipeline's (the batch of global step s is a pure function of
+  (seed, s): epoch e = s // steps_per_epoch is the permutation
+  `np.random.default_rng([seed, e]).permutation(len(source))`, each epoch drops its remainder,
+  process p holds rows [p * local, (p + 1) * local)), on one prefetch thread. It remains only for
+  `ssl_jax.transfer.finetune` and `ssl_jax.transfer.text` until they move to Pipeline, which
+  gives the same batches (tests/test_pipeline.py); nothing else uses it.
 """
 
 from __future__ import annotations

@@ -14,9 +14,11 @@ one fancy index (BatchLoader's rate) instead of stacking rows one by one in Pyth
 
 Two kinds of source: a fixed-size uint8 `Source` (arrays, npz, Fashion-MNIST) ships whole images
 ("image", "label"), the same arrays as BatchLoader; photographs (`photos.FolderPhotos`,
-`photos.TfdsPhotos`) are decoded and cropped on the host into views "view_0" ... (uint8
-[local, size, size, C]) by `photos.decode_views`, example row r drawing its boxes from
+`photos.TfdsPhotos`) given `views` are decoded and cropped on the host into views "view_0" ...
+(uint8 [local, size, size, C]) by `photos.decode_views`, example row r drawing its boxes from
 `np.random.default_rng([seed, CROP_STREAM, r])`, so the views are the same for any worker count.
+Photographs without `views` ship their whole-image `get` (each photo's centre crop at its
+image_size), for methods that crop on device.
 
 `Pipeline.get_state()` is a small JSON dict (the next step and the law's settings) to store in the
 Orbax checkpoint beside the train state (checkpoint.py's JSON item); `set_state` resumes there.
@@ -63,7 +65,7 @@ class StepBatch:
         process_index: int,
         process_count: int,
         views: Sequence[CropView] | None,
-        mode: str,
+        mode: str | None,
         keys: Sequence[str] | None,
     ):
         self.local = local_batch_size(global_batch_size, process_index, process_count)
@@ -73,7 +75,7 @@ class StepBatch:
         self.shuffle = shuffle
         self.process_index = process_index
         self.views = tuple(views) if views is not None else None
-        self.mode = mode
+        self.mode = mode or getattr(source, "mode", "RGB")
         self.keys = None if keys is None else tuple(keys)
         self.steps_per_epoch = len(source) // global_batch_size
         self._perm: tuple[int, np.ndarray] | None = None
@@ -142,8 +144,9 @@ def _iterate(ds: grain.MapDataset, num_workers: int, num_threads: int, prefetch:
 class Pipeline:
     """An endless iterator over this process's part of each global training batch (numpy dicts).
 
-    Arguments match `BatchLoader`'s, plus `views` (photographs only: one `CropView` per view),
-    `mode` ("RGB" or "L" for photographs), `num_workers` (grain worker processes; 0 decodes in
+    Arguments match `BatchLoader`'s, plus `views` (photographs only: one `CropView` per view; the
+    batch then holds the views, "label" when the photos have labels, and "example_ids"), `mode` ("RGB" or "L" for photographs;
+    default the source's), `num_workers` (grain worker processes; 0 decodes in
     this process), `num_threads` (grain reader threads per process) and `prefetch` (batches each
     process keeps ready: host memory is about (num_workers + 1) * (prefetch + num_threads)
     batches). `pipeline.step` is the global step of the next batch.
@@ -156,7 +159,7 @@ class Pipeline:
         *,
         seed: int,
         views: Sequence[CropView] | None = None,
-        mode: str = "RGB",
+        mode: str | None = None,
         shuffle: bool = True,
         process_index: int = 0,
         process_count: int = 1,
@@ -166,10 +169,10 @@ class Pipeline:
         prefetch: int = 2,
         keys: Sequence[str] | None = ("image", "label"),
     ):
-        if is_photos(source) != (views is not None):
+        if views is not None and not is_photos(source):
             raise ValueError(
-                "photographs (FolderPhotos, TfdsPhotos) need views= (one CropView per view); "
-                "fixed-size array sources take none"
+                f"source {source.name!r} holds fixed-size arrays, cropped on device; host crops "
+                "(views=) need views of photographs (FolderPhotos, TfdsPhotos)"
             )
         if len(source) < global_batch_size:
             raise ValueError(
@@ -292,22 +295,23 @@ def eval_batches(
     source: FolderPhotos | TfdsPhotos,
     batch_size: int,
     *,
-    image_size: int = 224,
+    image_size: int | None = None,
     crop_fraction: float = 0.875,
-    mode: str = "RGB",
+    mode: str | None = None,
     process_index: int = 0,
     process_count: int = 1,
     num_workers: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Every photograph once, in order, resized short side then centre-cropped (photos.eval_box),
-    in global batches split across processes as `ssl_jax.data.eval_batches` splits them."""
+    """Every photograph once, in order, resized short side then centre-cropped (photos.eval_box) to
+    `image_size` (default the source's), in global batches split across processes as
+    `ssl_jax.data.eval_batches` splits them."""
     local = local_batch_size(batch_size, process_index, process_count)
     fn = EvalBatch(
         source,
         batch_size,
-        size=image_size,
+        size=image_size or source.image_size,
         crop_fraction=crop_fraction,
-        mode=mode,
+        mode=mode or source.mode,
         process_index=process_index,
         local=local,
     )

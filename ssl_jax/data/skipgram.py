@@ -9,7 +9,7 @@
   Out-of-vocabulary words are removed from the stream before windows are taken, as word2vec does.
 - Rows: one per in-vocabulary position of the split: {"center": int32, "context": int32 [2 * window]},
   the ids at offsets -window..-1, 1..window (-1 past the ends of the document). A row is a pure
-  function of its index, so the deterministic, resumable BatchLoader drives it like any source.
+  function of its index, so the deterministic, resumable training pipeline drives it like any source.
 - Subsampling of frequent words (keep probability sqrt(t / f) + t / f, Mikolov et al. 2013b as in
   their released code, `keep_probabilities`) and word2vec's dynamic window (a window size drawn
   uniformly in 1..window per center) are NOT applied here: the method draws them on the device per

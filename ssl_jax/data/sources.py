@@ -4,6 +4,13 @@ Every source has `len(source)`, `source.get(indices)` -> {"image": uint8 [n, H, 
 ("label" only when the data has labels), and the attributes `name`, `image_shape` (H, W, C) and
 `num_classes` (None without labels). Registered names (`ssl_jax.data.get_source` picks one by
 `data_cfg.name`): "embedded_fashion_mnist", "fashion_mnist", "npz", "image_folder", "tfds".
+
+Photographs: `data_cfg.host_crop` ("auto", "yes" or "no") decides whether an image folder or a
+tfds dataset is read as `ssl_jax.data.photos` sources, whose training views the host crops from
+the original photo (the papers' random resized crop; evaluation a short-side resize and centre
+crop to data.image_size), or as whole images resized to data.image_size, cropped on device.
+"auto" reads image folders and tfds datasets of variable-size images as photographs and fixed-size
+data (CIFAR, MNIST) whole, as in-memory arrays are.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ssl_jax.data.common import (
     stack_images,
     to_hw,
 )
+from ssl_jax.data.photos import FolderPhotos, TfdsPhotos
 from ssl_jax.data.registry import Source, register
 
 FASHION_MNIST_CLASSES = (
@@ -308,6 +316,7 @@ class TfdsSource:
         names = getattr(label_feature, "names", None)
         self.class_names = tuple(names) if names else None
         shape = tuple(features[image_key].shape)
+        self.variable_size = None in shape[:2]
         self._mode = "L" if shape[-1] == 1 else "RGB"
         self._size = to_hw(image_size)
         if self._size is None and None in shape[:2]:  # variable-sized images: take the first one's
@@ -353,6 +362,27 @@ def _npz_from_cfg(cfg: Any, split: str) -> Source:
     return NpzSource(path, split)
 
 
+HOST_CROP = ("auto", "yes", "no")
+
+
+def _host_crop(cfg: Any) -> str:
+    """config.data.host_crop, checked; "auto" when unset."""
+    value = config_field(cfg, "host_crop", "auto")
+    if value not in HOST_CROP:
+        raise ValueError(f"data.host_crop must be one of {HOST_CROP}; got {value!r}")
+    return value
+
+
+def _photo_size(cfg: Any) -> int:
+    size = config_field(cfg, "image_size")
+    if not isinstance(size, int):
+        raise ValueError(
+            "photographs (data.host_crop) need --config.data.image_size=S, the side of the eval "
+            f"crop; got {size!r}"
+        )
+    return size
+
+
 @register("image_folder")
 def _image_folder_from_cfg(cfg: Any, split: str) -> Source:
     data_dir = config_field(cfg, "data_dir")
@@ -361,9 +391,10 @@ def _image_folder_from_cfg(cfg: Any, split: str) -> Source:
             "data.name='image_folder' needs --config.data.data_dir=DIR holding "
             f"DIR/{split}/<class_name>/<image files>. {EMBEDDED_HINT}"
         )
-    return ImageFolderSource(
-        os.path.join(data_dir, split), image_size=config_field(cfg, "image_size")
-    )
+    root = os.path.join(data_dir, split)
+    if _host_crop(cfg) == "no":
+        return ImageFolderSource(root, image_size=config_field(cfg, "image_size"))
+    return FolderPhotos.from_source(ImageFolderSource(root), image_size=_photo_size(cfg))
 
 
 @register("tfds")
@@ -371,11 +402,17 @@ def _tfds_from_cfg(cfg: Any, split: str) -> Source:
     name = config_field(cfg, "tfds_name")
     if not name:
         raise ValueError("data.name='tfds' needs --config.data.tfds_name, e.g. 'cifar10'")
-    return TfdsSource(
-        name,
-        config_field(cfg, f"{split}_split", split),  # e.g. train_split="train[:90%]"
+    host_crop = _host_crop(cfg)
+    args = dict(
+        name=name,
+        split=config_field(cfg, f"{split}_split", split),  # e.g. train_split="train[:90%]"
         data_dir=config_field(cfg, "data_dir"),
         image_key=config_field(cfg, "image_key", "image"),
         label_key=config_field(cfg, "label_key", "label"),
-        image_size=config_field(cfg, "image_size"),
     )
+    if host_crop == "yes":
+        return TfdsPhotos(**args, image_size=_photo_size(cfg))
+    source = TfdsSource(**args, image_size=config_field(cfg, "image_size"))
+    if host_crop == "auto" and source.variable_size:
+        return TfdsPhotos(**args, image_size=_photo_size(cfg))
+    return source

@@ -163,6 +163,14 @@ class Method(abc.ABC):
         del extra_out
         return state.extra
 
+    def train_views(self) -> tuple[Any, ...] | None:
+        """The `augment.ViewSpec`s of the training views, in order, whose random resized crops the
+        host may take from photographs (ssl_jax.data.photos, one box per view on the original
+        photo) and ship as batch["view_0"], ...; the step then reads them with
+        `common.augment_view` and the crop off. None (default): the method reads batch["image"]
+        whole, at config.data.image_size (a photo's centre crop)."""
+        return None
+
     @abc.abstractmethod
     def encoder_variables(self, params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:
         """The backbone's variables ({"params", "batch_stats"}) that transfer to downstream tasks."""

@@ -73,13 +73,16 @@ class TwoViewMethod(BackboneMethod):
         variables = self._network(None).init(rng, dummy, train=True)
         return Variables(variables["params"], variables["batch_stats"], extra={})
 
+    def train_views(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+        return (self._view_spec(),) * 2
+
     def views(self, rng: jax.Array, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
         """The two float views [b, s, s, C] of this device's rows: config.augment applied twice to the
-        uint8 images, on device. (benchmarks/ablations.py overrides it to feed views made beforehand.)"""
+        uint8 images (or to the host's two crops), on device. (benchmarks/ablations.py overrides it
+        to feed views made beforehand.)"""
         spec = self._view_spec()
-        images, ids = batch["image"], batch["example_ids"]
-        x1 = augment.augment_batch(jax.random.fold_in(rng, 1), images, ids, spec)
-        x2 = augment.augment_batch(jax.random.fold_in(rng, 2), images, ids, spec)
+        x1 = common.augment_view(jax.random.fold_in(rng, 1), batch, 0, spec)
+        x2 = common.augment_view(jax.random.fold_in(rng, 2), batch, 1, spec)
         return x1, x2
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
@@ -113,15 +116,17 @@ class TwinEmbeddingMethod(TwoViewMethod):
     def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
         return common.view_pair(self.config)
 
+    def train_views(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+        return self.view_specs()
+
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del extra, step
-        images, ids = batch["image"], batch["example_ids"]
         network = self._network(axis_name)
         embeddings = []
         # One training-mode pass per view, threading the BN running statistics through both (as two
         # calls of a PyTorch module would): each view's BN statistics are its own, as in both papers.
         for i, spec in enumerate(self.view_specs(), start=1):
-            x = augment.augment_batch(jax.random.fold_in(rng, i), images, ids, spec)
+            x = common.augment_view(jax.random.fold_in(rng, i), batch, i - 1, spec)
             (_, z), updates = network.apply(
                 {"params": params, "batch_stats": batch_stats},
                 x,

@@ -57,6 +57,9 @@ class BYOL(EMATargetMethod):
     def view_specs(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
         return common.view_pair(self.config)
 
+    def train_views(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+        return self.view_specs()
+
     def tau(self, step: jax.Array | int) -> jax.Array:
         """The target decay used for the update after optimizer step `step` (0-based)."""
         num_steps, _ = self.require_run_length()
@@ -74,9 +77,8 @@ class BYOL(EMATargetMethod):
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         spec1, spec2 = self.view_specs()
-        images, ids = batch["image"], batch["example_ids"]
-        x1 = augment.augment_batch(jax.random.fold_in(rng, 1), images, ids, spec1)
-        x2 = augment.augment_batch(jax.random.fold_in(rng, 2), images, ids, spec2)
+        x1 = common.augment_view(jax.random.fold_in(rng, 1), batch, 0, spec1)
+        x2 = common.augment_view(jax.random.fold_in(rng, 2), batch, 1, spec2)
 
         online = self._network(axis_name, with_predictor=True)
         ((_, z1, p1), (_, _, p2)), new_stats = forward_views(online, params, batch_stats, (x1, x2))

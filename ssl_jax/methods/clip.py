@@ -171,9 +171,7 @@ class CLIP(Method):
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del extra, step
-        images = augment.augment_batch(
-            jax.random.fold_in(rng, 1), batch["image"], batch["example_ids"], self.view_spec()
-        )
+        images = common.augment_view(jax.random.fold_in(rng, 1), batch, 0, self.view_spec())
         (image_emb, text_emb, log_scale), updates = self.model(axis_name).apply(
             {"params": params, "batch_stats": batch_stats},
             images,

@@ -1,8 +1,10 @@
 """Pieces most image methods share: building the backbone from the config, backbone + head networks,
-evaluation preprocessing, and the collapse indicator every method logs."""
+a training view of a batch (`augment_view`), evaluation preprocessing, and the collapse indicator
+every method logs."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -75,6 +77,35 @@ def view_pair(config: ml_collections.ConfigDict) -> tuple[augment.ViewSpec, augm
         return view_spec(config, view=0), view_spec(config, view=1)
     spec = view_spec(config)
     return spec, spec
+
+
+def view_input(
+    batch: dict[str, jax.Array], index: int, spec: augment.ViewSpec
+) -> tuple[jax.Array, augment.ViewSpec]:
+    """(uint8 images, spec) of training view `index`: the host's crop batch["view_<index>"] with
+    the spec's crop turned off when the host cropped photographs (the method's `train_views`, in
+    order), else the whole batch["image"] and `spec` as it is, cropped on device."""
+    key = f"view_{index}"
+    if key in batch:
+        return batch[key], dataclasses.replace(spec, host_cropped=True)
+    return batch["image"], spec
+
+
+def augment_view(
+    rng: jax.Array, batch: dict[str, jax.Array], index: int, spec: augment.ViewSpec
+) -> jax.Array:
+    """Training view `index` of this device's rows (`view_input`), augmented by `spec` on device,
+    each example keyed by `rng` and its global id: float32 [b, s, s, C]."""
+    images, spec = view_input(batch, index, spec)
+    return augment.augment_batch(rng, images, batch["example_ids"], spec)
+
+
+def crop_inputs(batch: dict[str, jax.Array], num_views: int) -> jax.Array | list[jax.Array]:
+    """What a multi-view method crops from: batch["image"] (every view cut on device), or the
+    host's crops [batch["view_0"], ..., batch["view_<num_views - 1>"]] of photographs."""
+    if "view_0" in batch:
+        return [batch[f"view_{i}"] for i in range(num_views)]
+    return batch["image"]
 
 
 def eval_images(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:

@@ -186,6 +186,12 @@ class DINO(BackboneMethod):
         global_specs, local_spec = augment.dino_view_specs(global_size, local_size, **fields)
         return global_specs, local_spec, num_global, num_local
 
+    def train_views(self) -> tuple[augment.ViewSpec, ...]:
+        """Global crops 0 .. num_global - 1 (cycling the global specs), then the local crops."""
+        global_specs, local_spec, num_global, num_local = self.crop_specs()
+        cycled = tuple(global_specs[c % len(global_specs)] for c in range(num_global))
+        return cycled + (local_spec,) * num_local
+
     def _schedule_steps(self, epochs: float) -> int:
         _, steps_per_epoch = self.require_run_length()
         return int(round(epochs * steps_per_epoch))
@@ -215,17 +221,17 @@ class DINO(BackboneMethod):
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         cfg = self.config.dino
         global_specs, local_spec, num_global, num_local = self.crop_specs()
-        images, ids = batch["image"], batch["example_ids"]
+        ids = batch["example_ids"]
         global_views, local_views = augment.multicrop_views(
             jax.random.fold_in(rng, 0),
-            images,
+            common.crop_inputs(batch, num_global + num_local),
             ids,
             global_spec=global_specs,
             local_spec=local_spec,
             num_global=num_global,
             num_local=num_local,
         )
-        b = images.shape[0]
+        b = ids.shape[0]
 
         # Teacher: global crops only, no gradient; its BN statistics updates (ResNet) are dropped.
         (_, teacher_logits), _ = self._network(axis_name, teacher=True).apply(

@@ -126,6 +126,9 @@ class MAE(Method):
     def _view_spec(self) -> augment.ViewSpec:
         return common.view_spec(self.config)
 
+    def train_views(self) -> tuple[augment.ViewSpec]:
+        return (self._view_spec(),)
+
     def _network(self, channels: int) -> MaskedAutoencoder:
         cfg = self.config.model
         dec = cfg.decoder
@@ -164,10 +167,10 @@ class MAE(Method):
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del extra, step, axis_name  # nothing spans devices: each example's loss is its own
-        images, ids = batch["image"], batch["example_ids"]
-        x = augment.augment_batch(jax.random.fold_in(rng, 1), images, ids, self._view_spec())
+        ids = batch["example_ids"]
+        x = common.augment_view(jax.random.fold_in(rng, 1), batch, 0, self._view_spec())
         masks = self.masks(rng, ids)
-        predictions = self._network(images.shape[-1]).apply(
+        predictions = self._network(x.shape[-1]).apply(
             {"params": params},
             x,
             masks.keep,

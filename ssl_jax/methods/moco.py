@@ -166,10 +166,13 @@ class _MoCoBase(EMATargetMethod):
         """The two views: BYOL's asymmetric pair for preset "byol" (MoCo v3), else one spec twice."""
         return common.view_pair(self.config)
 
-    def _views(self, rng, images, ids, which=(1, 2)) -> list[jax.Array]:
+    def train_views(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+        return self.view_specs()
+
+    def _views(self, rng, batch, which=(1, 2)) -> list[jax.Array]:
         specs = self.view_specs()
         return [
-            augment.augment_batch(jax.random.fold_in(rng, v), images, ids, specs[v - 1])
+            common.augment_view(jax.random.fold_in(rng, v), batch, v - 1, specs[v - 1])
             for v in which
         ]
 
@@ -226,10 +229,10 @@ class MoCoV2(_MoCoBase):
         extra["queue_ptr"] = jnp.zeros((), jnp.int32)
         return Variables(params, batch_stats, extra)
 
-    def _key_fn(self, extra, batch_stats, rng, view: int, *, bn_axis_name: str | None):
-        """(uint8 images, ids) -> (l2-normalized keys of `view`, the key network's updated BN stats)."""
+    def _key_fn(self, extra, batch_stats, rng, view: int, spec, *, bn_axis_name: str | None):
+        """(uint8 images, ids) -> (l2-normalized keys of `view` augmented by `spec`, the key
+        network's updated BN stats)."""
         network = build_network(self.config, bn_axis_name=bn_axis_name)
-        spec = self.view_specs()[view - 1]
 
         def fn(images, ids):
             x = augment.augment_batch(jax.random.fold_in(rng, view), images, ids, spec)
@@ -240,27 +243,28 @@ class MoCoV2(_MoCoBase):
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         cfg = self.config.moco
-        images, ids = batch["image"], batch["example_ids"]
+        ids = batch["example_ids"]
 
         # Queries: per-device or synchronized BN, as config.model.sync_batch_norm says.
         query_axis = axis_name if self.config.model.sync_batch_norm else None
         query_net = build_network(self.config, bn_axis_name=query_axis)
         query_views = (1, 2) if cfg.symmetric else (1,)
         queries = {}
-        for view, x in zip(query_views, self._views(rng, images, ids, query_views), strict=True):
+        for view, x in zip(query_views, self._views(rng, batch, query_views), strict=True):
             (_, queries[view], _), batch_stats = train_apply(query_net, params, batch_stats, x)
 
         # Keys: the momentum network, shuffle-BN (per-device BN on a permuted batch) or synchronized BN.
         keys, global_keys = {}, []
         target_stats = extra["target_batch_stats"]
         for view in self.key_views:
+            images, spec = common.view_input(batch, view - 1, self.view_specs()[view - 1])
             if cfg.key_bn == "shuffle":
-                fn = self._key_fn(extra, target_stats, rng, view, bn_axis_name=None)
+                fn = self._key_fn(extra, target_stats, rng, view, spec, bn_axis_name=None)
                 local, everyone, target_stats = shuffle_bn_apply(
                     fn, images, ids, rng=jax.random.fold_in(rng, 100 + view), axis_name=axis_name
                 )
             else:
-                fn = self._key_fn(extra, target_stats, rng, view, bn_axis_name=axis_name)
+                fn = self._key_fn(extra, target_stats, rng, view, spec, bn_axis_name=axis_name)
                 local, target_stats = fn(images, ids)
                 everyone = parallel.all_gather_replicated(local, axis_name)
             # Targets: the key network is not trained by gradient (it is not in `params` either).
@@ -327,7 +331,7 @@ class MoCoV3(_MoCoBase):
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         tau = self.config.moco.temperature
-        x1, x2 = self._views(rng, batch["image"], batch["example_ids"])
+        x1, x2 = self._views(rng, batch)
         # Synchronized BN in the backbone and both heads, as MoCo v3 trains (SyncBatchNorm), unless
         # config.model.sync_batch_norm says per-device.
         bn_axis = axis_name if self.config.model.sync_batch_norm else None

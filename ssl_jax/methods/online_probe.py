@@ -65,7 +65,9 @@ class OnlineProbe(Method):
     ) -> tuple[jax.Array, jax.Array]:
         """(mean cross-entropy, top-1 accuracy) of the classifier on this device's rows."""
         encoder = self.method.encoder_variables(params[METHOD], batch_stats)
-        inputs = batch[self.method.batch_keys[0]]
+        # Photographs cropped on the host carry no whole image: the probe watches the first
+        # training view (encode resizes it to data.image_size), as solo-learn's probe does.
+        inputs = batch["view_0"] if "view_0" in batch else batch[self.method.batch_keys[0]]
         # The probe only watches the backbone: no gradient flows from its loss into the encoder.
         features = jax.lax.stop_gradient(self.method.encode(encoder, inputs))
         logits = self._head().apply({"params": params[PROBE]}, features)
@@ -86,6 +88,9 @@ class OnlineProbe(Method):
             "online_probe_acc": accuracy,
         }
         return loss + self.weight * probe_loss, aux._replace(metrics=metrics)
+
+    def train_views(self):
+        return self.method.train_views()
 
     def _inner_state(self, state: TrainState) -> TrainState:
         return state.replace(params=state.params[METHOD])

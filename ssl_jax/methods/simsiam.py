@@ -48,6 +48,9 @@ class SimSiam(BackboneMethod):
     def view_spec(self) -> augment.ViewSpec:
         return common.view_spec(self.config)
 
+    def train_views(self) -> tuple[augment.ViewSpec, augment.ViewSpec]:
+        return (self.view_spec(),) * 2
+
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
         size = self.view_spec().crop_size
         dummy = jnp.zeros((2, size, size, image_shape[-1]), jnp.float32)
@@ -57,9 +60,8 @@ class SimSiam(BackboneMethod):
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del extra, step
         spec = self.view_spec()
-        images, ids = batch["image"], batch["example_ids"]
-        x1 = augment.augment_batch(jax.random.fold_in(rng, 1), images, ids, spec)
-        x2 = augment.augment_batch(jax.random.fold_in(rng, 2), images, ids, spec)
+        x1 = common.augment_view(jax.random.fold_in(rng, 1), batch, 0, spec)
+        x2 = common.augment_view(jax.random.fold_in(rng, 2), batch, 1, spec)
         ((_, z1, p1), (_, z2, p2)), new_stats = forward_views(
             self._network(axis_name), params, batch_stats, (x1, x2)
         )

@@ -107,6 +107,9 @@ class Supervised(Method):
             num_classes=int(self.config.data.num_classes),
         )
 
+    def train_views(self) -> tuple[augment.ViewSpec]:
+        return (common.view_spec(self.config),)
+
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
         spec = common.view_spec(self.config)
         dummy = jnp.zeros((2, spec.crop_size, spec.crop_size, image_shape[-1]), jnp.float32)
@@ -115,9 +118,7 @@ class Supervised(Method):
 
     def loss_fn(self, params, batch_stats, extra, batch, *, rng, step, axis_name):
         del extra, step
-        x = augment.augment_batch(
-            rng, batch["image"], batch["example_ids"], common.view_spec(self.config)
-        )
+        x = common.augment_view(rng, batch, 0, common.view_spec(self.config))
         (features, logits), updates = self._network(axis_name).apply(
             {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
         )

@@ -104,8 +104,13 @@ def available_protocols(method: Any) -> list[str]:
 
 
 def _features(config, method, encoder_variables, mesh):
-    """((train features, labels), (test features, labels)), all rows on every process."""
+    """((train features, labels), (test features, labels)), all rows on every process.
+
+    Photographs (ssl_jax.data.photos) are read by the grain eval pipeline: each resized by its
+    short side and centre-cropped to config.data.image_size, decoded in config.data.num_workers
+    worker processes."""
     from ssl_jax import data
+    from ssl_jax.data import pipeline
 
     eval_cfg = config.eval
     batch_size = _eval_batch_size(eval_cfg.batch_size, mesh)
@@ -113,21 +118,24 @@ def _features(config, method, encoder_variables, mesh):
     features = {}
     for split in ("train", "test"):
         source = data.get_source(config.data, split)
+        photos = pipeline.is_photos(source)
         limit = eval_cfg.get("max_train_examples", 0)
         if split == "train" and 0 < limit < len(source):
             source = SubsetSource(source, limit, seed=config.seed)
-        features[split] = extract_features(
-            method.encode,
-            encoder_variables,
-            data.eval_batches(
+        shards = dict(process_index=jax.process_index(), process_count=jax.process_count())
+        if photos:
+            batches = pipeline.eval_batches(
                 source,
                 batch_size,
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                keys=(input_key, "label"),
-            ),
-            mesh=mesh,
-            input_key=input_key,
+                image_size=int(config.data.image_size),
+                mode="L" if source.image_shape[-1] == 1 else "RGB",
+                num_workers=config.data.get("num_workers", 0),
+                **shards,
+            )
+        else:
+            batches = data.eval_batches(source, batch_size, keys=(input_key, "label"), **shards)
+        features[split] = extract_features(
+            method.encode, encoder_variables, batches, mesh=mesh, input_key=input_key
         )
     # Each process extracted its own rows; every protocol needs all of them.
     features = {k: tuple(parallel.gather_processes(a) for a in v) for k, v in features.items()}
@@ -149,6 +157,10 @@ class SubsetSource:
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return self._source.get(self._rows[np.asarray(indices)])
+
+    def example(self, index: int) -> Any:
+        """Row `index` of a photo source, still encoded (for the photo eval pipeline)."""
+        return self._source.example(int(self._rows[index]))
 
 
 def _run_knn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
