@@ -57,8 +57,9 @@ from ssl_jax import (  # noqa: E402
     reporting,
     train,
 )
+from ssl_jax.data.common import RowsSource  # noqa: E402
 from ssl_jax.method_inputs import build_method  # noqa: E402
-from ssl_jax.transfer import evaluate, finetune, probes  # noqa: E402
+from ssl_jax.transfer import evaluate, probes  # noqa: E402
 
 DEFAULT_METHODS = "simclr,byol,simsiam,barlow_twins,vicreg,dino,moco_v2,moco_v3,simclr_vicreg"
 DEFAULT_PROTOCOLS = "knn,linear,finetune_1pct,finetune_10pct"
@@ -134,7 +135,7 @@ def load(method: str, args):
 def test_features(config, method, encoder, mesh) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of the first PCA_POINTS test images."""
     source = data.get_source(config.data, "test")
-    source = finetune.RowsSource(source, np.arange(min(PCA_POINTS, len(source))))
+    source = RowsSource(source, np.arange(min(PCA_POINTS, len(source))))
     batch = max(
         parallel.num_shards(mesh), 512 // parallel.num_shards(mesh) * parallel.num_shards(mesh)
     )

@@ -14,7 +14,9 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import signal
+import threading
 import time
 from typing import Any
 
@@ -30,6 +32,7 @@ from ssl_jax.data.photos import CropView
 from ssl_jax.data.pipeline import Pipeline, is_photos
 from ssl_jax.method_inputs import build_method
 from ssl_jax.methods import LossAux, Method, TrainState, method_class
+from ssl_jax.transfer import evaluate
 
 
 def step_keys(method: Method, num_views: int = 0) -> tuple[str, ...]:
@@ -221,8 +224,6 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
                 "Use another --workdir, or pass --overwrite to start this run there afresh."
             )
     if overwrite and jax.process_index() == 0:
-        import shutil
-
         shutil.rmtree(checkpoint.checkpoint_dir(workdir), ignore_errors=True)
         for name in (reporting.METRICS_FILE, "eval.json"):
             if os.path.exists(os.path.join(workdir, name)):
@@ -268,10 +269,6 @@ def _pretrain(
     preemption: _PreemptionRequest,
 ) -> dict[str, Any]:
     """`pretrain`, with SIGTERM / SIGINT already turned into `preemption` requests."""
-    from ssl_jax.transfer import (
-        evaluate,  # evaluation imports the method registry too; keep the import local
-    )
-
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
     method_class(config.method)  # an unknown method name fails before any data is read
@@ -462,8 +459,6 @@ class _PreemptionRequest:
         self._multi = jax.process_count() > 1
 
     def __enter__(self) -> _PreemptionRequest:
-        import threading
-
         if not self._multi and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -187,3 +187,36 @@ def test_variable_size_tfds_images_are_read_as_photos(photo_folder, tmp_path):
     np.testing.assert_array_equal(photos.get(np.arange(8))["image"], expected)
     whole = data.get_source({**cfg, "host_crop": "no"}, "train")
     assert isinstance(whole, data.TfdsSource) and whole.image_shape == (16, 16, 3)
+
+
+def test_fine_tuning_on_photos_crops_on_the_host(photo_folder):
+    """Fine-tuning reads photographs as pre-training does: one random resized crop per example from
+    the original photo (finetune_view's size, scale and ratio), the rest of the view on device, and
+    the test split scored on each photo's eval crop; a row subset of photos is still photos."""
+    from ssl_jax import parallel
+    from ssl_jax.data.common import RowsSource
+    from ssl_jax.transfer import finetune
+
+    config = _config("simclr_imagenet.py:smoke", photo_folder)
+    config.eval.update(finetune_steps=2, finetune_batch_size=8, finetune_crop_scale=(0.3, 1.0))
+    method = get_method(config)
+    source = data.get_source(config.data, "train")
+    (view,) = finetune._host_views(method, source)
+    assert (view.size, view.scale) == (48, (0.3, 1.0))
+    assert (
+        finetune._host_views(method, data.get_source({"name": "embedded_fashion_mnist"}, "train"))
+        is None
+    )
+
+    subset = RowsSource(source, np.arange(3, 11))
+    assert pipeline.is_photos(subset) and subset.image_shape == (48, 48, 3)
+    batch = Pipeline(subset, 8, seed=0, views=(view,)).batch_at(0)
+    assert batch["view_0"].shape == (8, 48, 48, 3)
+    (evaluated,) = pipeline.labelled_eval_batches(subset, 8, image_size=48)
+    np.testing.assert_array_equal(
+        evaluated["image"], np.stack([decode_eval(p, 48) for p in source.paths[3:11]])
+    )
+
+    result = finetune.finetune(config, method, None, mesh=parallel.make_mesh())
+    assert result["init"] == "random" and result["steps"] == 2
+    assert 0.0 <= result["top1"] <= 1.0 and np.isfinite(result["train_loss"])

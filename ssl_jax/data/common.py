@@ -133,3 +133,39 @@ def local_batch_size(batch_size: int, process_index: int, process_count: int) ->
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index must lie in [0, {process_count}); got {process_index}")
     return batch_size // process_count
+
+
+class RowsSource:
+    """The given rows of `source`, in order, as a source of its own (a label subset to fine-tune on,
+    a random subset to fit a probe on). Reads `get` and, for photographs, `example` through to
+    `source`; every other attribute (num_classes, image_shape, image_size, mode, ...) is the
+    source's. `base` is the source it reads."""
+
+    def __init__(self, source: Any, rows: np.ndarray, name: str | None = None):
+        self.base = source
+        self._rows = np.asarray(rows, np.int64)
+        self.name = name or f"{source.name}[{len(self._rows)} of {len(source)}]"
+        labels = getattr(source, "labels", None)
+        self.labels = None if labels is None else np.asarray(labels)[self._rows]
+
+    @classmethod
+    def random(cls, source: Any, n: int, *, seed: int) -> RowsSource:
+        """A fixed random n of the rows, in source order (not the first n: some sources are
+        sorted by class)."""
+        rows = np.sort(np.random.default_rng(seed).choice(len(source), n, replace=False))
+        return cls(source, rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return self.base.get(self._rows[np.asarray(indices)])
+
+    def example(self, index: int) -> Any:
+        """Row `index` of a photo source, still encoded (for the photo pipelines)."""
+        return self.base.example(int(self._rows[index]))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "base":  # unpickling: nothing set yet
+            raise AttributeError(name)
+        return getattr(self.base, name)

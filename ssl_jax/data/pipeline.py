@@ -36,7 +36,8 @@ import grain
 import numpy as np
 from absl import flags
 
-from ssl_jax.data.common import local_batch_size
+from ssl_jax.data.common import RowsSource, local_batch_size
+from ssl_jax.data.loader import eval_batches as array_eval_batches
 from ssl_jax.data.photos import CropView, FolderPhotos, TfdsPhotos, decode_eval, decode_views
 
 CROP_STREAM = 0x63726F70  # "crop": keeps the crop uniforms apart from the permutation's stream
@@ -45,7 +46,10 @@ _MAX_ROWS = 2**31
 
 
 def is_photos(source: Any) -> bool:
-    """Whether `source` is read as photographs (decode-and-crop) rather than fixed-size arrays."""
+    """Whether `source` (or the source a `RowsSource` reads) is read as photographs
+    (decode-and-crop) rather than fixed-size arrays."""
+    while isinstance(source, RowsSource):
+        source = source.base
     return isinstance(source, FolderPhotos | TfdsPhotos)
 
 
@@ -322,3 +326,30 @@ def eval_batches(
     finally:
         if hasattr(iterator, "close"):
             iterator.close()
+
+
+def labelled_eval_batches(
+    source: Any,
+    batch_size: int,
+    *,
+    keys: Sequence[str] = ("image", "label"),
+    image_size: int | None = None,
+    num_workers: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every row of `source` once, in padded global batches split across processes, whatever the
+    source: photographs through `eval_batches` (short side resized, centre crop to `image_size`,
+    decoded in `num_workers` processes), fixed-size arrays as `ssl_jax.data.eval_batches` reads
+    them (`keys`). What evaluation and fine-tuning score a split with."""
+    shards = dict(process_index=process_index, process_count=process_count)
+    if is_photos(source):
+        return eval_batches(
+            source,
+            batch_size,
+            image_size=image_size,
+            mode="L" if source.image_shape[-1] == 1 else "RGB",
+            num_workers=num_workers,
+            **shards,
+        )
+    return array_eval_batches(source, batch_size, keys=keys, **shards)

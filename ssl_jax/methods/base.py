@@ -214,11 +214,14 @@ class Method(abc.ABC):
         train: bool = False,
         rng: jax.Array | None = None,
         example_ids: jax.Array | None = None,
+        host_cropped: bool = False,
     ) -> jax.Array:
         """A batch of `batch_keys[0]` as the input of `encoder_module()`.
 
         train=False: deterministic (the transform `encode` applies). train=True: fine-tuning's light
         augmentation, random per example (keyed by `rng` and the global `example_ids`).
+        host_cropped: the inputs are `finetune_view`'s random resized crops, already cut on the host
+        from photographs (ssl_jax.data.photos): the device skips its crop.
 
         Default, for uint8 images [b, H, W, C]: evaluation is `common.eval_images` (resize /
         centre-crop to config.data.image_size, normalize); training is a random resized crop with
@@ -229,15 +232,20 @@ class Method(abc.ABC):
         if rng is None or example_ids is None:
             raise ValueError("preprocess(train=True) needs rng and example_ids.")
         spec = self.finetune_view(
-            mean=tuple(self.config.data.mean), std=tuple(self.config.data.std)
+            mean=tuple(self.config.data.mean),
+            std=tuple(self.config.data.std),
+            host_cropped=host_cropped,
         )
         return augment.augment_batch(rng, inputs, example_ids, spec)
 
-    def finetune_view(self, *, mean: tuple[float, ...], std: tuple[float, ...]):
+    def finetune_view(
+        self, *, mean: tuple[float, ...], std: tuple[float, ...], host_cropped: bool = False
+    ):
         """Fine-tuning's augmentation (an `augment.ViewSpec`): a random resized crop to
         config.data.image_size with scale config.eval.finetune_crop_scale and a horizontal flip, no
-        colour changes, normalized by mean and std."""
+        colour changes, normalized by mean and std; host_cropped: the crop was taken on the host."""
         return augment.ViewSpec(
+            host_cropped=host_cropped,
             crop_size=int(self.config.data.image_size),
             crop_scale=tuple(self.config.eval.get("finetune_crop_scale", (0.5, 1.0))),
             flip_prob=0.5,

@@ -182,14 +182,15 @@ class Colorization(Method):
     def encoder_variables(self, params, batch_stats):
         return {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}
 
-    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
+    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None, host_cropped=False):
         """The backbone's input, the L channel [b, H, W, 1] in [-1, 1]: of the image as it is
         (train=False) or of fine-tuning's random resized crop and flip of it (train=True)."""
         if not train:
             return lightness_input(pretext.rgb_to_lab(self._rgb(inputs)))
         if rng is None or example_ids is None:
             raise ValueError("preprocess(train=True) needs rng and example_ids.")
-        spec = self.finetune_view(mean=(0.0,), std=(1.0,))  # RGB in [0, 1], then Lab
+        # RGB in [0, 1], then Lab
+        spec = self.finetune_view(mean=(0.0,), std=(1.0,), host_cropped=host_cropped)
         rgb = _three_channels(augment.augment_batch(rng, inputs, example_ids, spec))
         return lightness_input(pretext.rgb_to_lab(rgb))
 

@@ -107,12 +107,15 @@ class CPC(Method):
         train: bool = False,
         rng: jax.Array | None = None,
         example_ids: jax.Array | None = None,
+        host_cropped: bool = False,
     ) -> jax.Array:
         """The network's input: the float signal as it is (no augmentation, in training either), or
         images as `Method.preprocess` makes them (fine-tuning's light augmentation when train)."""
         if self.config.cpc.mode == "sequence":
             return jnp.asarray(x, jnp.float32)
-        return super().preprocess(x, train=train, rng=rng, example_ids=example_ids)
+        return super().preprocess(
+            x, train=train, rng=rng, example_ids=example_ids, host_cropped=host_cropped
+        )
 
     def init(self, rng: jax.Array, image_shape: tuple[int, ...]) -> Variables:
         dtype = jnp.float32 if self.config.cpc.mode == "sequence" else jnp.uint8

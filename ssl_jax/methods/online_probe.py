@@ -110,5 +110,7 @@ class OnlineProbe(Method):
     def encoder_module(self, *, axis_name=None):
         return self.method.encoder_module(axis_name=axis_name)
 
-    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
-        return self.method.preprocess(inputs, train=train, rng=rng, example_ids=example_ids)
+    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None, host_cropped=False):
+        return self.method.preprocess(
+            inputs, train=train, rng=rng, example_ids=example_ids, host_cropped=host_cropped
+        )

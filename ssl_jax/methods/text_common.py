@@ -128,9 +128,9 @@ class TextMethod(Method):
         del axis_name  # no BatchNorm
         return PooledText(self.build_model(), self.representation, self.model_inputs)
 
-    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None):
+    def preprocess(self, inputs, *, train=False, rng=None, example_ids=None, host_cropped=False):
         """Token ids go to the model as they are: dropout is fine-tuning's only randomness."""
-        del train, rng, example_ids
+        del train, rng, example_ids, host_cropped
         return inputs
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
-from ssl_jax import parallel
+from ssl_jax import checkpoint, config_util, data, default_config, parallel
+from ssl_jax.data.common import RowsSource
+from ssl_jax.data.pipeline import labelled_eval_batches
 from ssl_jax.method_inputs import build_method
 from ssl_jax.transfer import finetune as _finetune
 from ssl_jax.transfer import (  # noqa: F401  (importing them registers their protocols)
@@ -109,58 +110,30 @@ def _features(config, method, encoder_variables, mesh):
     Photographs (ssl_jax.data.photos) are read by the grain eval pipeline: each resized by its
     short side and centre-cropped to config.data.image_size, decoded in config.data.num_workers
     worker processes."""
-    from ssl_jax import data
-    from ssl_jax.data import pipeline
-
     eval_cfg = config.eval
     batch_size = _eval_batch_size(eval_cfg.batch_size, mesh)
     input_key = method.batch_keys[0]
     features = {}
     for split in ("train", "test"):
         source = data.get_source(config.data, split)
-        photos = pipeline.is_photos(source)
         limit = eval_cfg.get("max_train_examples", 0)
         if split == "train" and 0 < limit < len(source):
-            source = SubsetSource(source, limit, seed=config.seed)
-        shards = dict(process_index=jax.process_index(), process_count=jax.process_count())
-        if photos:
-            batches = pipeline.eval_batches(
-                source,
-                batch_size,
-                image_size=int(config.data.image_size),
-                mode="L" if source.image_shape[-1] == 1 else "RGB",
-                num_workers=config.data.get("num_workers", 0),
-                **shards,
-            )
-        else:
-            batches = data.eval_batches(source, batch_size, keys=(input_key, "label"), **shards)
+            source = RowsSource.random(source, limit, seed=config.seed)
+        batches = labelled_eval_batches(
+            source,
+            batch_size,
+            keys=(input_key, "label"),
+            image_size=int(config.data.get("image_size", 0) or 0) or None,
+            num_workers=config.data.get("num_workers", 0),
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
         features[split] = extract_features(
             method.encode, encoder_variables, batches, mesh=mesh, input_key=input_key
         )
     # Each process extracted its own rows; every protocol needs all of them.
     features = {k: tuple(parallel.gather_processes(a) for a in v) for k, v in features.items()}
     return features["train"], features["test"]
-
-
-class SubsetSource:
-    """A fixed random subset of n rows of `source` (not the first n: some sources are sorted by class)."""
-
-    def __init__(self, source: Any, n: int, *, seed: int):
-        self._source = source
-        self._rows = np.sort(np.random.default_rng(seed).choice(len(source), n, replace=False))
-        self.name = f"{source.name}[{n} of {len(source)}]"
-        self.num_classes = source.num_classes
-        self.image_shape = getattr(source, "image_shape", None)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        return self._source.get(self._rows[np.asarray(indices)])
-
-    def example(self, index: int) -> Any:
-        """Row `index` of a photo source, still encoded (for the photo eval pipeline)."""
-        return self._source.example(int(self._rows[index]))
 
 
 def _run_knn(eval_cfg, train_x, train_y, test_x, test_y, num_classes, seed):
@@ -218,8 +191,6 @@ def write_results(workdir: str, results: dict[str, Any]) -> str:
 def _add_missing_eval_fields(config: ml_collections.ConfigDict) -> None:
     """Gives a workdir saved before an evaluation field existed that field's default, so it can be
     evaluated (and overridden) with today's protocols."""
-    from ssl_jax import default_config
-
     for key, value in default_config.get_config().eval.items():
         if key not in config.eval:
             config.eval[key] = value
@@ -229,8 +200,6 @@ def expected_encoder(config: ml_collections.ConfigDict, method: Any) -> Any:
     """The encoder tree (`jax.ShapeDtypeStruct`s) `method` exports under `config` for the examples of
     config.data: what a checkpoint must hold to be evaluated with this config, so an override that
     changes the architecture fails naming the parameter paths."""
-    from ssl_jax import data
-
     source = data.get_source(config.data, "train")
     return method.exported_shapes(data.example_shape(source, method.batch_keys[0]))
 
@@ -243,8 +212,6 @@ def evaluate_workdir(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`ssl-jax evaluate`: restores the encoder saved by `ssl-jax pretrain` in `workdir` and evaluates it."""
-    from ssl_jax import checkpoint, config_util
-
     config = config_util.load_saved(workdir)
     _add_missing_eval_fields(config)
     config_util.apply_overrides(config, overrides)

@@ -10,8 +10,11 @@ the per-device cross-entropy runs under `jax.shard_map` with BatchNorm in traini
 the data axis, as in pre-training) and dropout keyed per device, the gradient is taken from outside it,
 and the optimizer (AdamW or SGD, ssl_jax.optim's warm-up + cosine schedule) runs on the replicated state.
 Batches come from the grain pipeline (ssl_jax.data.pipeline: the batch of step s is a function of the
-seed and s). Accuracy is measured in eval mode on the whole test split, and on the split named by
-config.eval.finetune_validation_split when one is.
+seed and s); from photographs (ssl_jax.data.photos) the host takes each example's random resized crop
+(`Method.finetune_view`'s size, scale and ratio) from the original photo and the device does the rest
+of the view. Accuracy is measured in eval mode on the whole test split, and on the split named by
+config.eval.finetune_validation_split when one is; photographs are scored on their eval crop (short
+side resized, centre crop to config.data.image_size).
 
 Low-label subsets (`label_subset`) are class-balanced and a pure function of (seed, fraction): each class
 keeps the first round(fraction * n_class) rows (at least one) of a permutation drawn from
@@ -43,7 +46,9 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint, data, default_config, models, optim, parallel
-from ssl_jax.data.pipeline import Pipeline
+from ssl_jax.data.common import RowsSource
+from ssl_jax.data.photos import CropView
+from ssl_jax.data.pipeline import Pipeline, is_photos, labelled_eval_batches
 from ssl_jax.methods.base import TrainState
 from ssl_jax.transfer import probes
 
@@ -95,25 +100,6 @@ def source_labels(source: Any) -> np.ndarray:
         for i in range(0, len(source), 4096)
     ]
     return np.concatenate(chunks)
-
-
-class RowsSource:
-    """The given rows of `source`, in order, as a source of their own."""
-
-    def __init__(self, source: Any, rows: np.ndarray, name: str | None = None):
-        self._source = source
-        self._rows = np.asarray(rows)
-        self.name = name or f"{source.name}[{len(self._rows)} of {len(source)}]"
-        self.num_classes = source.num_classes
-        self.image_shape = getattr(source, "image_shape", None)
-        labels = getattr(source, "labels", None)
-        self.labels = None if labels is None else np.asarray(labels)[self._rows]
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        return self._source.get(self._rows[np.asarray(indices)])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -207,6 +193,7 @@ def train_step(
     input_key: str,
     augment: bool,
     label_smoothing: float,
+    host_cropped: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step of cross-entropy on a global labelled batch sharded over the data axis."""
     axis = parallel.DATA_AXIS
@@ -214,7 +201,11 @@ def train_step(
 
     def device_loss(params, batch_stats, batch, rng):
         x = method.preprocess(
-            batch[input_key], train=augment, rng=rng, example_ids=batch["example_ids"]
+            batch[input_key],
+            train=augment,
+            rng=rng,
+            example_ids=batch["example_ids"],
+            host_cropped=host_cropped,
         )
         logits, updates = model.apply(
             _variables(params, batch_stats),
@@ -248,7 +239,9 @@ def train_step(
     return new_state, {**metrics, "learning_rate": schedule(state.step)}
 
 
-def make_train_step(model, method, tx, schedule, mesh, *, input_key, augment, label_smoothing):
+def make_train_step(
+    model, method, tx, schedule, mesh, *, input_key, augment, label_smoothing, host_cropped=False
+):
     """The jitted step: state replicated and donated, batch split over the data axis."""
     step = functools.partial(
         train_step,
@@ -260,6 +253,7 @@ def make_train_step(model, method, tx, schedule, mesh, *, input_key, augment, la
         input_key=input_key,
         augment=augment,
         label_smoothing=label_smoothing,
+        host_cropped=host_cropped,
     )
     return parallel.jit_train_step(step, mesh)
 
@@ -393,6 +387,8 @@ def finetune(
         num_steps=num_steps,
         batch_size=batch_size,
     )
+    augment = bool(_field(eval_cfg, "finetune_augment"))
+    views = _host_views(method, train_source) if augment else None
     step_fn = make_train_step(
         model,
         method,
@@ -400,8 +396,9 @@ def finetune(
         schedule,
         mesh,
         input_key=input_key,
-        augment=bool(_field(eval_cfg, "finetune_augment")),
+        augment=augment,
         label_smoothing=float(_field(eval_cfg, "finetune_label_smoothing")),
+        host_cropped=views is not None,
     )
 
     @jax.jit
@@ -425,17 +422,23 @@ def finetune(
             source,
             batch_size,
             seed=config.seed + seed,
+            views=views,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
+            num_workers=config.data.get("num_workers", 0),
             keys=(input_key, "label"),
         ) as batches:
             for _ in range(num_steps):
-                state, metrics = step_fn(state, parallel.shard_batch(next(batches), mesh))
+                batch = next(batches)
+                if views is not None:  # the one host-cropped view is the encoder's input
+                    batch = {input_key: batch.pop("view_0"), **batch}
+                batch = {k: batch[k] for k in (input_key, "label", "example_ids")}
+                state, metrics = step_fn(state, parallel.shard_batch(batch, mesh))
         if train_loss is None:
             train_loss = float(parallel.fetch(metrics["loss"]))
         for key, split_source in scored.items():
             logits, labels_seen = _logits(
-                logits_fn, state, split_source, eval_cfg, mesh, input_key=input_key
+                logits_fn, state, split_source, config, mesh, input_key=input_key
             )
             accuracies[key].append(float(probes.accuracy(logits, labels_seen, k=1)))
             if key == "top1" and num_classes >= 5:
@@ -461,17 +464,28 @@ def finetune(
     return result
 
 
-def _logits(logits_fn, state, source, eval_cfg, mesh, *, input_key):
+def _host_views(method: Any, source: Any) -> tuple[CropView] | None:
+    """The one crop the host takes from each photograph (`method.finetune_view`'s box law), or None
+    for fixed-size arrays, cropped on device."""
+    if not is_photos(source):
+        return None
+    spec = method.finetune_view(mean=(0.0,), std=(1.0,))
+    return (CropView(spec.crop_size, spec.crop_scale, spec.crop_ratio),)
+
+
+def _logits(logits_fn, state, source, config, mesh, *, input_key):
     """(logits, labels) of every row of `source`, in eval mode, on every process."""
     logits, labels = probes.extract_features(
         logits_fn,
         _variables(state.params, state.batch_stats),
-        data.eval_batches(
+        labelled_eval_batches(
             source,
-            _eval_batch_size(eval_cfg, mesh),
+            _eval_batch_size(config.get("eval"), mesh),
+            keys=(input_key, "label"),
+            image_size=int(config.data.get("image_size", 0) or 0) or None,
+            num_workers=config.data.get("num_workers", 0),
             process_index=jax.process_index(),
             process_count=jax.process_count(),
-            keys=(input_key, "label"),
         ),
         mesh=mesh,
         input_key=input_key,
