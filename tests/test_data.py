@@ -1,13 +1,10 @@
 """Tests of ssl_jax.data: IDX parsing, every source, the resumable sharded loader, eval batches."""
 
 import ast
-import gc
 import gzip
 import os
 import pathlib
 import struct
-import threading
-import time
 
 import ml_collections
 import numpy as np
@@ -19,7 +16,6 @@ from ssl_jax.data import (
     FASHION_MNIST_CLASSES,
     SOURCES,
     ArraySource,
-    BatchLoader,
     DatasetNotFoundError,
     ImageFolderSource,
     NpzSource,
@@ -32,6 +28,7 @@ from ssl_jax.data import (
     load_idx,
     registry,
 )
+from ssl_jax.data.pipeline import Pipeline
 
 from engine_checks import idx_bytes
 
@@ -227,26 +224,27 @@ def test_embedded_subset(shared_data_dir):
 
 def test_loader_batch_is_pure_function_of_seed_and_step():
     source = id_source(50)
-    with BatchLoader(source, 8, seed=3) as loader:
+    with Pipeline(source, 8, seed=3) as loader:
         assert loader.steps_per_epoch == 6
         batches = take(loader, 14)
     # Independent reference for step 13: epoch 2, batch 1 of that epoch.
     perm = np.random.default_rng([3, 2]).permutation(50)
     np.testing.assert_array_equal(ids_of(batches[13]), perm[8:16])
     np.testing.assert_array_equal(batches[13]["label"], perm[8:16] % 10)
-    with BatchLoader(source, 8, seed=3, prefetch=0) as again:
+    with Pipeline(source, 8, seed=3, prefetch=0) as again:
         assert_batches_equal(batches, take(again, 14))
-    with BatchLoader(source, 8, seed=4) as other:
+    assert_batches_equal(batches, [again.batch_at(s) for s in range(14)])
+    with Pipeline(source, 8, seed=4) as other:
         assert not np.array_equal(ids_of(next(other)), ids_of(batches[0]))
 
 
 def test_loader_resume_matches_uninterrupted():
     source = id_source(37)
-    with BatchLoader(source, 6, seed=0) as loader:
+    with Pipeline(source, 6, seed=0) as loader:
         full = take(loader, 20)
         assert loader.step == 20
     for start in (1, 6, 13):
-        with BatchLoader(source, 6, seed=0, start_step=start, prefetch=3) as resumed:
+        with Pipeline(source, 6, seed=0, start_step=start, prefetch=3) as resumed:
             assert resumed.step == start
             assert_batches_equal(take(resumed, 20 - start), full[start:])
             assert resumed.step == 20
@@ -254,12 +252,12 @@ def test_loader_resume_matches_uninterrupted():
 
 def test_loader_epochs_cover_every_example_once():
     source = id_source(50)
-    with BatchLoader(source, 8, seed=1) as loader:
+    with Pipeline(source, 8, seed=1) as loader:
         epochs = [np.concatenate([ids_of(next(loader)) for _ in range(6)]) for _ in range(3)]
     for ids in epochs:
         assert len(ids) == 48 and len(np.unique(ids)) == 48  # the remainder of 2 is dropped
     assert not np.array_equal(epochs[0], epochs[1])
-    with BatchLoader(source, 8, seed=1, shuffle=False) as ordered:
+    with Pipeline(source, 8, seed=1, shuffle=False) as ordered:
         np.testing.assert_array_equal(
             [ids_of(b) for b in take(ordered, 7)][-1], np.arange(8)
         )  # step 6 starts epoch 1 from row 0
@@ -267,11 +265,11 @@ def test_loader_epochs_cover_every_example_once():
 
 def test_loader_process_shards_and_example_ids():
     source = id_source(64)
-    with BatchLoader(source, 16, seed=5) as whole:
+    with Pipeline(source, 16, seed=5) as whole:
         reference = take(whole, 5)
     shards = []
     for p in range(4):
-        with BatchLoader(source, 16, seed=5, process_index=p, process_count=4) as loader:
+        with Pipeline(source, 16, seed=5, process_index=p, process_count=4) as loader:
             assert loader.local_batch_size == 4
             shards.append(take(loader, 5))
     for step in range(5):
@@ -286,40 +284,28 @@ def test_loader_process_shards_and_example_ids():
 
 def test_loader_argument_errors():
     with pytest.raises(ValueError, match=r"global batch size \(10\).*process count \(4\)"):
-        BatchLoader(id_source(64), 10, seed=0, process_count=4)
+        Pipeline(id_source(64), 10, seed=0, process_count=4)
     with pytest.raises(ValueError, match="has 5 examples, fewer than one global batch"):
-        BatchLoader(id_source(5), 8, seed=0)
-    with pytest.raises(ValueError, match=r"provides \['image'\], not \['label'\]"):
-        BatchLoader(id_source(16, labels=False), 8, seed=0)
-    with BatchLoader(id_source(16, labels=False), 8, seed=0, keys=("image",)) as loader:
+        Pipeline(id_source(5), 8, seed=0)
+    with pytest.raises(ValueError, match=r"has no \['label'\]"):
+        Pipeline(id_source(16, labels=False), 8, seed=0)
+    with Pipeline(id_source(16, labels=False), 8, seed=0, keys=("image",)) as loader:
         assert set(next(loader)) == {"image", "example_ids"}
 
 
-def loader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "ssl_jax-BatchLoader"]
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return condition()
-
-
-def test_loader_threads_stop():
-    before = len(loader_threads())
-    loader = BatchLoader(id_source(32), 8, seed=0)
-    next(loader)
-    assert len(loader_threads()) == before + 1 and loader._thread.daemon
+def test_loader_close_stops_and_next_resumes_at_its_step():
+    """close() ends the reading (its threads or worker processes); a later next() starts again at
+    the step it had reached, so closing loses no batch and repeats none."""
+    source = id_source(32)
+    with Pipeline(source, 8, seed=0) as reference:
+        expected = take(reference, 4)
+    loader = Pipeline(source, 8, seed=0)
+    first = take(loader, 2)
     loader.close()
     loader.close()
-    assert len(loader_threads()) == before
-    with pytest.raises(RuntimeError, match="closed"):
-        next(loader)
-    forgotten = BatchLoader(id_source(32), 8, seed=0)
-    del forgotten
-    gc.collect()
-    assert wait_until(lambda: len(loader_threads()) == before)
+    assert loader.step == 2
+    assert_batches_equal(first + take(loader, 2), expected)
+    loader.close()
 
 
 class FailingSource(ArraySource):
@@ -331,7 +317,7 @@ class FailingSource(ArraySource):
 
 def test_loader_reraises_source_errors():
     source = FailingSource(np.zeros((16, 2, 2), np.uint8), np.zeros(16, np.int32))
-    with BatchLoader(source, 8, seed=0, shuffle=False) as loader:
+    with Pipeline(source, 8, seed=0, shuffle=False) as loader:
         next(loader)
         with pytest.raises(OSError, match="disk went away"):
             next(loader)

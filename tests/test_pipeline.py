@@ -1,4 +1,4 @@
-"""Tests of ssl_jax.data.pipeline: the grain pipeline keeps BatchLoader's law (the batch of step s
+"""Tests of ssl_jax.data.pipeline: the grain pipeline keeps the loader's law (the batch of step s
 is a function of (seed, s)) for any number of workers and processes, and resumes from its state."""
 
 import importlib.util
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssl_jax.data import ArraySource, BatchLoader, ImageFolderSource
+from ssl_jax.data import ArraySource, ImageFolderSource
 from ssl_jax.data.photos import (
     FolderPhotos,
     PhotoError,
@@ -51,16 +51,24 @@ def _equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_array_sources_give_batchloaders_numbers():
-    """Fixed-size arrays keep the whole-image path: the same batches as BatchLoader, across an
-    epoch boundary (50 examples, 6 steps an epoch)."""
+def test_array_sources_keep_the_law():
+    """Fixed-size arrays keep the whole-image path and the loader's law, across an epoch boundary
+    (50 examples, 6 steps an epoch): step s reads rows [(s % 6) * 8, ...) of the permutation
+    default_rng([seed, s // 6]), with example_ids s * 8 + row."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (50, 4, 4, 1), dtype=np.uint8)
-    source = ArraySource(images, rng.integers(0, 3, 50))
-    loader = BatchLoader(source, 8, seed=3, prefetch=0)
+    labels = rng.integers(0, 3, 50)
+    source = ArraySource(images, labels)
     with Pipeline(source, 8, seed=3) as pipeline:
         for step in range(14):
-            assert _equal(next(pipeline), loader.batch_at(step)), step
+            epoch, k = divmod(step, 6)
+            rows = np.random.default_rng([3, epoch]).permutation(50)[k * 8 : (k + 1) * 8]
+            expected = {
+                "image": images[rows],
+                "label": labels[rows],
+                "example_ids": (step * 8 + np.arange(8)).astype(np.int32),
+            }
+            assert _equal(next(pipeline), expected), step
     unlabelled = Pipeline(source, 8, seed=3, keys=("image",))
     assert set(next(unlabelled)) == {"image", "example_ids"}
     with pytest.raises(ValueError, match="no \\['caption'\\]"):
@@ -109,7 +117,9 @@ def test_mid_epoch_resume_from_the_checkpointed_state(tmp_path):
         Pipeline(photos, 4, seed=6, views=VIEWS).set_state(saved)
     with pytest.raises(ValueError, match="global_batch_size"):
         Pipeline(photos, 2, seed=5, views=VIEWS).set_state(saved)
-    legacy = Pipeline(photos, 4, seed=5, views=VIEWS)  # the {"step", "seed"} BatchLoader saved
+    legacy = Pipeline(
+        photos, 4, seed=5, views=VIEWS
+    )  # the {"step", "seed"} older checkpoints saved
     legacy.set_state({"step": 3, "seed": 5})
     assert _equal(next(legacy), uninterrupted[3])
 

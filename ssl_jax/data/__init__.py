@@ -17,7 +17,7 @@ from ssl_jax.data import (  # noqa: F401  (imported to register their sources)
     text,
 )
 from ssl_jax.data.common import DatasetNotFoundError
-from ssl_jax.data.loader import BatchLoader, eval_batches
+from ssl_jax.data.loader import eval_batches
 from ssl_jax.data.registry import SOURCES, Source, example_shape, get_source
 from ssl_jax.data.sources import (
     EMBEDDED_PATH,
@@ -36,7 +36,6 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "SOURCES",
     "ArraySource",
-    "BatchLoader",
     "DatasetNotFoundError",
     "ImageFolderSource",
     "NpzSource",

@@ -1,7 +1,7 @@
 """The host input pipeline on grain: deterministic, resumable, multiprocess training and eval batches.
 
-The law is the one `ssl_jax.data.BatchLoader` keeps, so a run's numbers do not depend on which
-loader or how many workers feed it: the batch of global step s is a pure function of (seed, s).
+The law, so a run's numbers do not depend on how many workers or hosts feed it: the batch of global
+step s is a pure function of (seed, s).
 Epoch e = s // steps_per_epoch is the permutation `np.random.default_rng([seed, e])` of the source,
 each epoch drops its remainder, process p holds rows [p * local, (p + 1) * local) of the global
 batch, and `example_ids` are the global row ids s * global_batch_size + row.
@@ -10,10 +10,10 @@ The grain program is `MapDataset.range(start, stop).map(batch_of_step)` -> `to_i
 (threads, a bounded prefetch buffer) -> `mp_prefetch` (worker processes, each computing the steps
 i, i + n, ... and interleaved back in step order). An element is one step's local batch, not one
 example, because the law is indexed by step and an in-memory array source then reads a batch with
-one fancy index (BatchLoader's rate) instead of stacking rows one by one in Python.
+one fancy index instead of stacking rows one by one in Python.
 
 Two kinds of source: a fixed-size uint8 `Source` (arrays, npz, Fashion-MNIST) ships whole images
-("image", "label"), the same arrays as BatchLoader; photographs (`photos.FolderPhotos`,
+("image", "label"), one `source.get` per step; photographs (`photos.FolderPhotos`,
 `photos.TfdsPhotos`) given `views` are decoded and cropped on the host into views "view_0" ...
 (uint8 [local, size, size, C]) by `photos.decode_views`, example row r drawing its boxes from
 `np.random.default_rng([seed, CROP_STREAM, r])`, so the views are the same for any worker count.
@@ -148,12 +148,15 @@ def _iterate(ds: grain.MapDataset, num_workers: int, num_threads: int, prefetch:
 class Pipeline:
     """An endless iterator over this process's part of each global training batch (numpy dicts).
 
-    Arguments match `BatchLoader`'s, plus `views` (photographs only: one `CropView` per view; the
-    batch then holds the views, "label" when the photos have labels, and "example_ids"), `mode` ("RGB" or "L" for photographs;
-    default the source's), `num_workers` (grain worker processes; 0 decodes in
-    this process), `num_threads` (grain reader threads per process) and `prefetch` (batches each
-    process keeps ready: host memory is about (num_workers + 1) * (prefetch + num_threads)
-    batches). `pipeline.step` is the global step of the next batch.
+    source, global_batch_size, seed: the law's (module docstring); shuffle=False reads each epoch
+    in source order; process_index / process_count: this process's share; start_step: the first
+    step (a resume); keys: the source fields to ship (None: all). `views` (photographs only: one
+    `CropView` per view; the batch then holds the views, "label" when the photos have labels, and
+    "example_ids"), `mode` ("RGB" or "L" for photographs; default the source's), `num_workers`
+    (grain worker processes; 0 decodes in this process), `num_threads` (grain reader threads per
+    process) and `prefetch` (batches each process keeps ready: host memory is about
+    (num_workers + 1) * (prefetch + num_threads) batches). `pipeline.step` is the global step of
+    the next batch; `close()` stops the reading and a later `next()` starts again there.
     """
 
     def __init__(
@@ -243,7 +246,7 @@ class Pipeline:
     def set_state(self, state: dict[str, Any]) -> None:
         """Continues at `state["step"]`; a state saved under another seed, batch size, dataset
         size or shuffle setting would resume different numbers, so it is refused. Settings the
-        state does not hold (a checkpoint of BatchLoader's {"step", "seed"}) are not compared."""
+        state does not hold (an older checkpoint's {"step", "seed"}) are not compared."""
         differs = {
             k: (state[k], v) for k, v in self._settings.items() if k in state and state[k] != v
         }
