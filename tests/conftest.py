@@ -18,6 +18,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import tempfile  # noqa: E402
 
+# While tensorflow_datasets imports (under etils' lazy imports), a garbage-collected multiprocessing
+# semaphore of an earlier test's grain workers can fail its finalizer (a relative import the lazy
+# importer refuses). pytest reports that as a warning, but its hook imports tracemalloc on first use,
+# which inside the same import gets a LazyModule and raises, failing whichever test was running
+# (about one run in three of tests/test_pipeline.py). Imported here first, the hook just warns.
+import tracemalloc  # noqa: E402, F401
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -339,7 +339,7 @@ def decode_eval(
     return _decode_boxes(data, boxes_of, [size], mode, where)[0]
 
 
-class _Photos:
+class Photos:
     """What both photo sources share: the `Source` attributes (name, image_shape, num_classes,
     class_names) and `get`, which returns each photo's eval view (`decode_eval` at image_size),
     so whatever reads whole images (evaluation, fine-tuning, a method without host crops) reads
@@ -370,7 +370,7 @@ class _Photos:
         return out
 
 
-class FolderPhotos(_Photos):
+class FolderPhotos(Photos):
     """The photographs of an image folder (root/<class_name>/**/<image>), read as files.
 
     Built from the `paths` and `labels` of an `ssl_jax.data.ImageFolderSource` (the same files,
@@ -418,7 +418,7 @@ class FolderPhotos(_Photos):
         return self.paths[index], self.paths[index], label
 
 
-class TfdsPhotos(_Photos):
+class TfdsPhotos(Photos):
     """A prepared tfds dataset (ArrayRecord) read with its images still encoded, so they are
     decoded by `decode_views` (draft mode) instead of in full. Opened lazily, so each loader
     worker process opens its own files."""

@@ -38,7 +38,14 @@ from absl import flags
 
 from ssl_jax.data.common import RowsSource, local_batch_size
 from ssl_jax.data.loader import eval_batches as array_eval_batches
-from ssl_jax.data.photos import CropView, FolderPhotos, TfdsPhotos, decode_eval, decode_views
+from ssl_jax.data.photos import (
+    CropView,
+    FolderPhotos,
+    Photos,
+    TfdsPhotos,
+    decode_eval,
+    decode_views,
+)
 
 CROP_STREAM = 0x63726F70  # "crop": keeps the crop uniforms apart from the permutation's stream
 # example_ids are int32 (they key on-device augmentation); a run stops before they would wrap.
@@ -50,7 +57,7 @@ def is_photos(source: Any) -> bool:
     (decode-and-crop) rather than fixed-size arrays."""
     while isinstance(source, RowsSource):
         source = source.base
-    return isinstance(source, FolderPhotos | TfdsPhotos)
+    return isinstance(source, Photos)
 
 
 class StepBatch:
